@@ -1,0 +1,311 @@
+"""Typed configuration of an Xmodel-2 experiment.
+
+Defaults are the paper's 1.2B model and run (Xmodel-2, arXiv 2412.19638; see
+``recipes/xmodel2_1p2b.yaml``). Every section checks itself in ``validate``;
+``ExperimentConfig.validate`` adds the checks that span sections (parallel layout
+against model shape and batch size). Errors are ``ConfigError`` naming the dotted
+field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TRANSFORMER_IMPLS = ("auto", "local", "transformer_engine")
+ATTENTION_SCALES = ("sqrt", "linear")
+DECAY_STYLES = ("half_life", "linear", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16", "fp8")
+DATA_KINDS = ("synthetic", "indexed")
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+class ConfigError(ValueError):
+    """A configuration is malformed or inconsistent; the message names the field."""
+
+
+class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
+    """A recipe (or a file it extends) does not exist."""
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    _check(value in allowed, f"{key}={value!r} is not allowed: must be one of {', '.join(allowed)}")
+
+
+def _positive(section: str, obj: object, *names: str) -> None:
+    """Each named field must be > 0 (``None`` passes: Optional fields mean 'unset')."""
+    for name in names:
+        value = getattr(obj, name)
+        _check(value is None or value > 0, f"{section}.{name}={value!r} must be positive (> 0)")
+
+
+def _non_negative(section: str, obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(value is None or value >= 0, f"{section}.{name}={value!r} must be >= 0")
+
+
+def _divisible(key: str, value: int, by_key: str, by: int, why: str) -> None:
+    _check(value % by == 0, f"{key}={value} is not divisible by {by_key}={by}: {why}")
+
+
+@dataclass
+class ModelConfig:
+    """Llama-style decoder shape (RMSNorm, RoPE, SwiGLU, GQA, no biases)."""
+
+    hidden_size: int = 1536  # model width d
+    ffn_hidden_size: int = 3840  # SwiGLU intermediate size
+    num_layers: int = 48  # transformer blocks
+    num_attention_heads: int = 24  # query heads
+    num_query_groups: int = 8  # KV heads (GQA groups)
+    vocab_size: int = 65280  # tokenizer vocabulary (unpadded)
+    seq_length: int = 4096  # training context length
+    tie_embeddings: bool = True  # share input embedding and LM head
+    rotary_base: float = 10000.0  # RoPE theta
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    make_vocab_size_divisible_by: int = 128  # Megatron pads the vocab to a multiple of this x TP
+    transformer_impl: str = "auto"  # auto | local | transformer_engine
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head width: hidden_size // num_attention_heads."""
+        return self.hidden_size // self.num_attention_heads
+
+    def validate(self) -> None:
+        _positive("model", self, "hidden_size", "ffn_hidden_size", "num_layers", "num_attention_heads",
+                  "num_query_groups", "vocab_size", "seq_length", "rotary_base", "norm_eps",
+                  "make_vocab_size_divisible_by")
+        _one_of("model.transformer_impl", self.transformer_impl, TRANSFORMER_IMPLS)
+        _divisible("model.hidden_size", self.hidden_size, "model.num_attention_heads",
+                   self.num_attention_heads, "the head dimension must be a whole number")
+        _divisible("model.num_attention_heads", self.num_attention_heads, "model.num_query_groups",
+                   self.num_query_groups, "the number of attention heads must be a multiple of the KV heads")
+
+
+@dataclass
+class MupConfig:
+    """µP (Tensor Programs) multipliers, MiniCPM style; width_mult = hidden_size / dim_model_base."""
+
+    enabled: bool = True  # apply the five µP operations
+    scale_emb: float = 12.0  # embedding output multiplier
+    dim_model_base: int = 256  # base width the hyperparameters were tuned at
+    scale_depth: float = 1.4  # residual branches scaled by scale_depth / sqrt(num_layers)
+    init_std: float = 0.1  # base init std (hidden matrices use init_std / sqrt(width_mult))
+    attention_scale: str = "sqrt"  # softmax scale: sqrt = 1/sqrt(head_dim), linear = µP's 1/head_dim
+
+    def validate(self) -> None:
+        _positive("mup", self, "scale_emb", "dim_model_base", "scale_depth", "init_std")
+        _one_of("mup.attention_scale", self.attention_scale, ATTENTION_SCALES)
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW settings (Megatron's optimizer); lr is the µP base lr."""
+
+    lr: float = 0.01  # peak learning rate (hidden matrices get lr / width_mult under µP)
+    min_lr: float = 0.0  # floor for the decayed learning rate
+    weight_decay: float = 0.1  # decoupled weight decay
+    adam_beta1: float = 0.9  # Adam first-moment decay
+    adam_beta2: float = 0.95  # Adam second-moment decay
+    adam_eps: float = 1e-8  # Adam denominator epsilon
+    clip_grad: float = 1.0  # global gradient-norm clip (0 disables)
+    use_distributed_optimizer: bool = True  # shard optimizer state over data-parallel ranks
+
+    def validate(self) -> None:
+        _positive("optimizer", self, "lr", "adam_eps")
+        _non_negative("optimizer", self, "min_lr", "weight_decay", "clip_grad")
+        for name in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, f"optimizer.{name}={value!r} must be in [0, 1)")
+        _check(self.min_lr <= self.lr,
+               f"optimizer.min_lr={self.min_lr!r} must not exceed optimizer.lr={self.lr!r}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Warmup-Stable-Decay learning-rate schedule, in optimizer steps (0-based)."""
+
+    warmup_steps: int = 2000  # linear warmup from 0 to optimizer.lr
+    decay_style: str = "half_life"  # half_life | linear | cosine | constant
+    decay_start: int | None = None  # optimizer step where decay begins; None = no decay
+    half_life_steps: int = 5000  # half_life: lr = lr * 0.5 ** ((step - decay_start) / half_life_steps)
+    decay_steps: int | None = None  # linear/cosine: steps from decay_start down to optimizer.min_lr
+
+    def validate(self) -> None:
+        _non_negative("schedule", self, "warmup_steps", "decay_start")
+        _positive("schedule", self, "half_life_steps", "decay_steps")
+        _one_of("schedule.decay_style", self.decay_style, DECAY_STYLES)
+        if self.decay_start is not None:
+            _check(self.decay_start >= self.warmup_steps,
+                   f"schedule.decay_start={self.decay_start} is before the end of warmup "
+                   f"(schedule.warmup_steps={self.warmup_steps}): decay must start after warmup")
+            if self.decay_style in ("linear", "cosine"):
+                _check(self.decay_steps is not None,
+                       f"schedule.decay_steps=None must be set for schedule.decay_style={self.decay_style!r}")
+
+
+@dataclass
+class BatchChange:
+    """From optimizer step ``step`` (0-based) on, use ``global_batch_size`` sequences per step."""
+
+    step: int  # first optimizer step with this batch size
+    global_batch_size: int  # sequences per optimizer step from then on
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch sizes and numerics of the training loop."""
+
+    steps: int = 10  # optimizer steps to run
+    micro_batch_size: int = 1  # sequences per forward/backward on one data-parallel rank
+    global_batch_size: int = 960  # sequences per optimizer step (when no schedule entry applies)
+    # step-indexed batch sizes; the last entry with step <= s applies at step s, else global_batch_size
+    batch_size_schedule: list[BatchChange] = field(default_factory=list)
+    seed: int = 1234  # model init / dropout seed
+    precision: str = "bf16"  # fp32 | bf16 | fp8
+    log_interval: int = 1  # log every N steps
+    recompute: bool = False  # full activation recomputation
+
+    def global_batch_size_at(self, step: int) -> int:
+        """The global batch size in effect at optimizer step ``step``."""
+        size = self.global_batch_size
+        for change in self.batch_size_schedule:
+            if change.step <= step:
+                size = change.global_batch_size
+        return size
+
+    def validate(self) -> None:
+        _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval")
+        _one_of("train.precision", self.precision, PRECISIONS)
+        previous = None
+        for i, change in enumerate(self.batch_size_schedule):
+            key = f"train.batch_size_schedule[{i}]"
+            _non_negative(key, change, "step")
+            _positive(key, change, "global_batch_size")
+            _check(previous is None or change.step > previous,
+                   f"{key}.step={change.step} must be greater than the previous entry's step={previous}: "
+                   "schedule steps must be strictly increasing")
+            previous = change.step
+
+
+@dataclass
+class DataConfig:
+    """Where training tokens come from."""
+
+    kind: str = "synthetic"  # synthetic (random tokens) | indexed (Megatron .bin/.idx)
+    seed: int = 1234  # data order / synthetic-token seed
+    paths: list[str] = field(default_factory=list)  # indexed dataset prefixes
+
+    def validate(self) -> None:
+        _one_of("data.kind", self.kind, DATA_KINDS)
+        _check(self.kind != "indexed" or bool(self.paths),
+               "data.paths=[] must name at least one dataset when data.kind='indexed'")
+
+
+@dataclass
+class ParallelConfig:
+    """Model-parallel layout; data parallelism takes the rest of the world."""
+
+    tensor_parallel: int = 1  # tensor-model-parallel size
+    pipeline_parallel: int = 1  # pipeline-model-parallel size
+    sequence_parallel: bool = False  # shard norms/dropout along the sequence over TP ranks
+
+    def data_parallel(self, world_size: int) -> int:
+        """Data-parallel size for ``world_size`` ranks."""
+        return world_size // (self.tensor_parallel * self.pipeline_parallel)
+
+    def validate(self) -> None:
+        _positive("parallel", self, "tensor_parallel", "pipeline_parallel")
+        _check(not self.sequence_parallel or self.tensor_parallel > 1,
+               f"parallel.sequence_parallel=True requires parallel.tensor_parallel > 1 "
+               f"(got parallel.tensor_parallel={self.tensor_parallel})")
+
+
+@dataclass
+class CheckpointConfig:
+    """Saving and loading of distributed checkpoints."""
+
+    dir: str | None = None  # directory to save into; None = do not save
+    interval: int | None = None  # save every N steps (and at the end); None = only at the end
+    keep_last: int = 3  # checkpoints to keep in dir
+    load: str | None = None  # directory to resume from; None = start fresh
+
+    def validate(self) -> None:
+        _positive("checkpoint", self, "interval", "keep_last")
+
+
+@dataclass
+class LoggingConfig:
+    """Metrics output: Weights & Biases and local files."""
+
+    wandb_mode: str = "disabled"  # online | offline | disabled
+    wandb_project: str = "xm2-megatron"  # W&B project
+    run_name: str | None = None  # W&B / output run name; None = the experiment name
+    output_dir: str = "runs"  # local logs and metrics root
+
+    def validate(self) -> None:
+        _one_of("logging.wandb_mode", self.wandb_mode, WANDB_MODES)
+        _check(bool(self.output_dir), "logging.output_dir='' must not be empty")
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: one recipe after ``extends`` and overrides are resolved."""
+
+    name: str  # experiment name (defaults to the recipe file's stem)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mup: MupConfig = field(default_factory=MupConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def validate(self, world_size: int | None = None) -> ExperimentConfig:
+        """Check every section and the cross-section constraints; return self.
+
+        ``world_size`` (total ranks) enables the checks that need it: TP x PP must divide it
+        and every global batch size must split into whole micro-batches per data-parallel rank.
+        """
+        _check(bool(self.name), "name='' must not be empty")
+        for section in (self.model, self.mup, self.optimizer, self.schedule, self.train, self.data,
+                        self.parallel, self.checkpoint, self.logging):
+            section.validate()
+        m, p, t = self.model, self.parallel, self.train
+        tp, pp = p.tensor_parallel, p.pipeline_parallel
+        _divisible("model.num_attention_heads", m.num_attention_heads, "parallel.tensor_parallel", tp,
+                   "tensor parallelism splits attention heads evenly over ranks")
+        _divisible("model.num_query_groups", m.num_query_groups, "parallel.tensor_parallel", tp,
+                   "tensor parallelism splits KV heads evenly over ranks")
+        _divisible("model.ffn_hidden_size", m.ffn_hidden_size, "parallel.tensor_parallel", tp,
+                   "tensor parallelism splits the FFN evenly over ranks")
+        _divisible("model.num_layers", m.num_layers, "parallel.pipeline_parallel", pp,
+                   "each pipeline stage must hold the same number of layers")
+        if p.sequence_parallel:
+            _divisible("model.seq_length", m.seq_length, "parallel.tensor_parallel", tp,
+                       "sequence parallelism splits the sequence evenly over TP ranks")
+        _check(t.precision != "fp8" or m.transformer_impl != "local",
+               "train.precision='fp8' requires Transformer Engine: "
+               "model.transformer_impl='local' is not allowed with it (use auto or transformer_engine)")
+        dp = 1
+        if world_size is not None:
+            _check(isinstance(world_size, int) and world_size > 0,
+                   f"world_size={world_size!r} must be a positive int")
+            _divisible("world_size", world_size, "parallel.tensor_parallel x parallel.pipeline_parallel",
+                       tp * pp, "the world must split into whole model-parallel groups")
+            dp = p.data_parallel(world_size)
+        sizes = [("train.global_batch_size", t.global_batch_size)]
+        sizes += [(f"train.batch_size_schedule[{i}].global_batch_size", c.global_batch_size)
+                  for i, c in enumerate(t.batch_size_schedule)]
+        for key, size in sizes:
+            _check(size % (t.micro_batch_size * dp) == 0,
+                   f"{key}={size} is not divisible by train.micro_batch_size x data-parallel size "
+                   f"= {t.micro_batch_size} x {dp} = {t.micro_batch_size * dp}: every step must be "
+                   "whole micro-batches on every data-parallel rank")
+        return self

@@ -1,0 +1,1 @@
+"""Data: tokenizer, indexed datasets, SFT formatting, dedup, stage mixtures."""

@@ -1,0 +1,130 @@
+"""Build the Xmodel-2 decoder as megatron-core ``GPTModel`` chunks.
+
+Llama-style: GQA, SwiGLU, RMSNorm (pre-norm), RoPE, no biases, tied embeddings by default.
+Transformer Engine layers on a GPU that has TE, megatron's local layers elsewhere; the
+µP operations are added through the layer spec and hooks (see ``mup.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state
+from megatron.core.models.gpt import GPTModel
+from megatron.core.models.gpt.gpt_layer_specs import (
+    get_gpt_layer_local_spec,
+    get_gpt_layer_with_transformer_engine_spec,
+)
+from megatron.core.transformer import TransformerConfig
+from megatron.core.utils import init_method_normal
+
+from xm2_megatron.config import ExperimentConfig
+from xm2_megatron.model.mup import apply_mup, mup_layer_spec, mup_multipliers
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
+
+
+def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:
+    """Megatron's vocabulary padding: a multiple of ``divisible_by x TP``."""
+    multiple = divisible_by * tensor_parallel
+    return -(-vocab_size // multiple) * multiple
+
+
+def resolve_transformer_impl(requested: str) -> str:
+    """``auto`` picks Transformer Engine where it can run (a GPU with TE), else local."""
+    if requested != "auto":
+        return requested
+    has_te = importlib.util.find_spec("transformer_engine") is not None
+    return "transformer_engine" if has_te and torch.cuda.is_available() else "local"
+
+
+def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
+    """The megatron ``TransformerConfig`` of a recipe, µP inits included."""
+    model, parallel = cfg.model, cfg.parallel
+    mup = mup_multipliers(model, cfg.mup)
+    on_gpu = torch.cuda.is_available()
+    dtype = _DTYPES[cfg.train.precision]
+    init_kwargs = {"init_method_std": mup.hidden_init_std}
+    if cfg.mup.enabled:
+        init_kwargs.update(
+            init_method=init_method_normal(mup.hidden_init_std),
+            output_layer_init_method=init_method_normal(mup.hidden_init_std),
+            embedding_init_method=init_method_normal(mup.embedding_init_std),
+            embedding_init_method_std=mup.embedding_init_std,
+        )
+    fp8_kwargs = {"fp8": "hybrid", "fp8_recipe": "delayed"} if cfg.train.precision == "fp8" else {}
+    return TransformerConfig(
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        ffn_hidden_size=model.ffn_hidden_size,
+        num_attention_heads=model.num_attention_heads,
+        num_query_groups=model.num_query_groups,
+        kv_channels=model.head_dim,
+        normalization="RMSNorm",
+        layernorm_epsilon=model.norm_eps,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        softmax_scale=mup.softmax_scale,
+        tensor_model_parallel_size=parallel.tensor_parallel,
+        pipeline_model_parallel_size=parallel.pipeline_parallel,
+        sequence_parallel=parallel.sequence_parallel,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        use_cpu_initialization=not on_gpu,
+        bias_activation_fusion=on_gpu,
+        masked_softmax_fusion=on_gpu,
+        bias_dropout_fusion=on_gpu,
+        apply_rope_fusion=False,
+        persist_layer_norm=on_gpu,
+        gradient_accumulation_fusion=False,
+        calculate_per_token_loss=True,
+        batch_p2p_sync=on_gpu,
+        recompute_granularity="full" if cfg.train.recompute else None,
+        recompute_method="uniform" if cfg.train.recompute else None,
+        recompute_num_layers=1 if cfg.train.recompute else None,
+        **init_kwargs,
+        **fp8_kwargs,
+    )
+
+
+def build_layer_spec(cfg: ExperimentConfig):
+    """The per-layer module spec (TE or local) with the µP residual scaling."""
+    if resolve_transformer_impl(cfg.model.transformer_impl) == "transformer_engine":
+        spec = get_gpt_layer_with_transformer_engine_spec()
+    else:
+        spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    return mup_layer_spec(spec, mup_multipliers(cfg.model, cfg.mup).residual)
+
+
+def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
+    """This rank's model chunks (one per pipeline stage it owns), µP hooks installed.
+
+    Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
+    """
+    transformer_config = build_transformer_config(cfg)
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    model = GPTModel(
+        config=transformer_config,
+        transformer_layer_spec=build_layer_spec(cfg),
+        vocab_size=padded_vocab_size(
+            cfg.model.vocab_size, cfg.model.make_vocab_size_divisible_by, tp
+        ),
+        max_sequence_length=cfg.model.seq_length,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
+        parallel_output=True,
+        share_embeddings_and_output_weights=cfg.model.tie_embeddings,
+        position_embedding_type="rope",
+        rotary_base=int(cfg.model.rotary_base),
+    )
+    if torch.cuda.is_available():
+        model.cuda(torch.cuda.current_device())
+    apply_mup(model, mup_multipliers(cfg.model, cfg.mup))
+    return [model]

@@ -1,0 +1,11 @@
+"""Device, process-group and RNG setup."""
+
+from xm2_megatron.runtime.distributed import (
+    LaunchEnv,
+    Runtime,
+    detect_launch_env,
+    init_runtime,
+    shutdown_runtime,
+)
+
+__all__ = ["LaunchEnv", "Runtime", "detect_launch_env", "init_runtime", "shutdown_runtime"]

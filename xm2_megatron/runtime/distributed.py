@@ -1,0 +1,140 @@
+"""Process-group and device setup: CUDA + NCCL on GPUs, CPU + gloo elsewhere.
+
+Works under ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK), under ``srun`` (SLURM_PROCID,
+SLURM_NTASKS, SLURM_LOCALID and the first host of the job's node list as the master),
+and as a single process with no launcher.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from xm2_megatron.runtime import cpu_compat
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where this process sits in the job, as the launcher describes it."""
+
+    launcher: str  # torchrun | slurm | single
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The initialised process: its launch environment, device and backend."""
+
+    env: LaunchEnv
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.env.rank == 0
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first hostname of a Slurm node list such as ``gpu[003-005,9],login1``."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not match:
+        raise ValueError(f"cannot parse the Slurm node list {nodelist!r}")
+    prefix, ranges = match.groups()
+    if ranges is None:
+        return prefix
+    first = ranges.split(",")[0].split("-")[0]
+    return prefix + first
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def detect_launch_env(environ: Mapping[str, str] = os.environ) -> LaunchEnv:
+    """Read rank, world size and rendezvous from torchrun, Slurm, or neither."""
+    if "RANK" in environ and "WORLD_SIZE" in environ:
+        return LaunchEnv(
+            launcher="torchrun",
+            rank=int(environ["RANK"]),
+            world_size=int(environ["WORLD_SIZE"]),
+            local_rank=int(environ.get("LOCAL_RANK", 0)),
+            master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=int(environ.get("MASTER_PORT", 29500)),
+        )
+    if "SLURM_PROCID" in environ and "SLURM_NTASKS" in environ:
+        nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST", "")
+        job_id = int(environ.get("SLURM_JOB_ID", "0"))
+        return LaunchEnv(
+            launcher="slurm",
+            rank=int(environ["SLURM_PROCID"]),
+            world_size=int(environ["SLURM_NTASKS"]),
+            local_rank=int(environ.get("SLURM_LOCALID", 0)),
+            master_addr=environ.get("MASTER_ADDR") or first_slurm_host(nodelist or "127.0.0.1"),
+            master_port=int(environ.get("MASTER_PORT", 20000 + job_id % 20000)),
+        )
+    return LaunchEnv(
+        launcher="single",
+        rank=0,
+        world_size=1,
+        local_rank=0,
+        master_addr="127.0.0.1",
+        master_port=int(environ.get("MASTER_PORT", 0)) or _free_port(),
+    )
+
+
+def init_runtime(
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    seed: int = 1234,
+    timeout_minutes: int = 30,
+    environ: Mapping[str, str] = os.environ,
+) -> Runtime:
+    """Initialise torch.distributed and megatron-core's parallel state and RNG."""
+    from megatron.core import parallel_state, tensor_parallel as mcore_tp
+
+    env = detect_launch_env(environ)
+    if torch.cuda.is_available():
+        backend = "nccl"
+        torch.cuda.set_device(env.local_rank)
+        device = torch.device("cuda", env.local_rank)
+    else:
+        backend = "gloo"
+        device = torch.device("cpu")
+        cpu_compat.apply()
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(
+            backend=backend,
+            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            rank=env.rank,
+            world_size=env.world_size,
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+        )
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=tensor_parallel,
+        pipeline_model_parallel_size=pipeline_parallel,
+        distributed_timeout_minutes=timeout_minutes,
+    )
+    torch.manual_seed(seed)
+    mcore_tp.model_parallel_cuda_manual_seed(seed)
+    return Runtime(env=env, device=device, backend=backend)
+
+
+def shutdown_runtime() -> None:
+    """Tear down megatron's parallel state and the process group."""
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,1 @@
+"""Training: model wrapping, optimizer, the step, checkpoints, monitoring."""

@@ -1,0 +1,94 @@
+"""Wrap model chunks in megatron's DDP and build the optimizer with µP learning rates."""
+
+from __future__ import annotations
+
+import torch
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+from megatron.core.distributed.finalize_model_grads import finalize_model_grads
+from megatron.core.optimizer import (
+    OptimizerConfig,
+    ParamGroupOverride,
+    ParamKey,
+    get_megatron_optimizer,
+)
+from megatron.core.optimizer.optimizer import MegatronOptimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+from megatron.core.optimizer import get_standard_config_overrides
+
+from xm2_megatron.config import ExperimentConfig
+from xm2_megatron.model.mup import mup_multipliers
+
+
+def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[DistributedDataParallel]:
+    """megatron DDP around each chunk; grads reduced in fp32 into a contiguous buffer."""
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        overlap_grad_reduce=False,
+        use_distributed_optimizer=cfg.optimizer.use_distributed_optimizer,
+    )
+    wrapped = [
+        DistributedDataParallel(config=chunk.config, ddp_config=ddp_config, module=chunk)
+        for chunk in chunks
+    ]
+    config = wrapped[0].config
+    config.finalize_model_grads_func = finalize_model_grads
+    config.no_sync_func = wrapped[0].no_sync if len(wrapped) == 1 else [m.no_sync for m in wrapped]
+    return wrapped
+
+
+def optimizer_config(cfg: ExperimentConfig) -> OptimizerConfig:
+    """megatron's OptimizerConfig of a recipe: AdamW with the paper's betas and decay."""
+    opt = cfg.optimizer
+    bf16 = cfg.train.precision in ("bf16", "fp8")
+    return OptimizerConfig(
+        optimizer="adam",
+        lr=opt.lr,
+        min_lr=opt.min_lr,
+        weight_decay=opt.weight_decay,
+        adam_beta1=opt.adam_beta1,
+        adam_beta2=opt.adam_beta2,
+        adam_eps=opt.adam_eps,
+        clip_grad=opt.clip_grad,
+        bf16=bf16,
+        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        use_distributed_optimizer=opt.use_distributed_optimizer,
+    )
+
+
+def mup_param_overrides(cfg: ExperimentConfig) -> dict[ParamKey, ParamGroupOverride]:
+    """megatron's standard overrides (no weight decay on norms and biases) plus µP's
+    ``lr / width_mult`` for every weight that ``apply_mup`` marked ``mup_hidden``."""
+    config = optimizer_config(cfg)
+    overrides = get_standard_config_overrides(config)
+    hidden_lr = mup_multipliers(cfg.model, cfg.mup).hidden_lr
+    if hidden_lr != 1.0:
+        overrides[ParamKey(attr="mup_hidden")] = ParamGroupOverride(
+            max_lr=config.lr * hidden_lr, min_lr=config.min_lr * hidden_lr
+        )
+    return overrides
+
+
+def build_optimizer(
+    cfg: ExperimentConfig, model: list[DistributedDataParallel]
+) -> tuple[MegatronOptimizer, OptimizerParamScheduler]:
+    """The megatron optimizer with µP groups and a scheduler that drives every group's lr.
+
+    Without a scheduler megatron steps every group at the base lr, so one is always built.
+    """
+    optimizer = get_megatron_optimizer(optimizer_config(cfg), model, mup_param_overrides(cfg))
+    model[0].config.grad_scale_func = optimizer.scale_loss
+    steps = max(cfg.train.steps, 1)
+    scheduler = OptimizerParamScheduler(
+        optimizer,
+        init_lr=0.0,
+        max_lr=cfg.optimizer.lr,
+        min_lr=cfg.optimizer.min_lr,
+        lr_warmup_steps=min(cfg.schedule.warmup_steps, steps - 1),
+        lr_decay_steps=steps,
+        lr_decay_style="constant",
+        start_wd=cfg.optimizer.weight_decay,
+        end_wd=cfg.optimizer.weight_decay,
+        wd_incr_steps=steps,
+        wd_incr_style="constant",
+    )
+    return optimizer, scheduler
