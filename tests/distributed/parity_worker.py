@@ -16,7 +16,7 @@ import torch
 from megatron.core import dist_checkpointing, parallel_state
 
 from xm2_megatron.config import load_config
-from xm2_megatron.data.synthetic import synthetic_batch
+from xm2_megatron.data.synthetic import rank_microbatches
 from xm2_megatron.model import build_model
 from xm2_megatron.runtime import init_runtime, shutdown_runtime
 from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
@@ -43,15 +43,13 @@ def _save_gradients(model, directory: Path):
 
 
 def _microbatches(cfg, step: int) -> list[dict]:
-    """This DP rank's micro-batches of global batch ``step`` (contiguous blocks per rank)."""
-    gbs, mbs = cfg.train.global_batch_size, cfg.train.micro_batch_size
-    dp = parallel_state.get_data_parallel_world_size()
-    dp_rank = parallel_state.get_data_parallel_rank()
-    first = step * gbs + dp_rank * (gbs // dp)
-    return [
-        synthetic_batch(first + i * mbs, mbs, cfg.model.seq_length, cfg.model.vocab_size, cfg.data.seed)
-        for i in range(gbs // dp // mbs)
-    ]
+    """This DP rank's micro-batches of global batch ``step``."""
+    gbs = cfg.train.global_batch_size
+    return rank_microbatches(
+        step * gbs, gbs, cfg.train.micro_batch_size,
+        parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size(),
+        cfg.model.seq_length, cfg.model.vocab_size, cfg.data.seed,
+    )
 
 
 def run(args):

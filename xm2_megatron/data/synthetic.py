@@ -33,3 +33,26 @@ def synthetic_batch(
         "loss_mask": torch.ones(batch_size, seq_length, dtype=torch.float32),
         "position_ids": torch.arange(seq_length).unsqueeze(0).expand(batch_size, -1).contiguous(),
     }
+
+
+def rank_microbatches(
+    first_sample: int,
+    global_batch: int,
+    micro_batch: int,
+    dp_rank: int,
+    dp_size: int,
+    seq_length: int,
+    vocab_size: int,
+    seed: int,
+) -> list[dict[str, torch.Tensor]]:
+    """One DP rank's micro-batches of the global batch that starts at ``first_sample``.
+
+    Each rank takes a contiguous block of ``global_batch / dp_size`` samples, so the union
+    over ranks is the same global batch whatever the layout.
+    """
+    per_rank = global_batch // dp_size
+    start = first_sample + dp_rank * per_rank
+    return [
+        synthetic_batch(start + i * micro_batch, micro_batch, seq_length, vocab_size, seed)
+        for i in range(per_rank // micro_batch)
+    ]

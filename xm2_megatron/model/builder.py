@@ -7,6 +7,7 @@ Transformer Engine layers on a GPU that has TE, megatron's local layers elsewher
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import torch
@@ -18,7 +19,11 @@ from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_with_transformer_engine_spec,
 )
 from megatron.core.transformer import TransformerConfig
-from megatron.core.utils import init_method_normal
+from megatron.core.transformer.transformer_layer import (
+    TransformerLayer,
+    get_transformer_layer_offset,
+)
+from megatron.core.utils import get_pg_rank, init_method_normal
 
 from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.model.mup import apply_mup, mup_layer_spec, mup_multipliers
@@ -94,22 +99,40 @@ def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
     )
 
 
+class SeededTransformerLayer(TransformerLayer):
+    """A ``TransformerLayer`` whose weights are drawn right after seeding the generator with
+    (seed, global layer number): every TP/PP layout initialises the same model."""
+
+    def __init__(self, config, submodules, layer_number=1, *, init_seed: int, **kwargs):
+        pg_collection = kwargs.get("pg_collection")
+        pp_rank = None if pg_collection is None else get_pg_rank(pg_collection.pp)
+        offset = get_transformer_layer_offset(config, kwargs.get("vp_stage"), pp_rank)
+        torch.manual_seed(init_seed * 100_003 + layer_number + offset)
+        super().__init__(config, submodules, layer_number, **kwargs)
+
+
 def build_layer_spec(cfg: ExperimentConfig):
-    """The per-layer module spec (TE or local) with the µP residual scaling."""
+    """The per-layer module spec (TE or local): seeded per layer, µP residual scaling."""
     if resolve_transformer_impl(cfg.model.transformer_impl) == "transformer_engine":
         spec = get_gpt_layer_with_transformer_engine_spec()
     else:
         spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    spec = dataclasses.replace(
+        spec, module=SeededTransformerLayer, params={**spec.params, "init_seed": cfg.train.seed}
+    )
     return mup_layer_spec(spec, mup_multipliers(cfg.model, cfg.mup).residual)
 
 
 def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
     """This rank's model chunks (one per pipeline stage it owns), µP hooks installed.
 
-    Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
+    The initial weights depend on the seed only, not on the TP/PP layout: the embedding is
+    drawn first from the seeded generator, each layer from its own seed (see
+    ``SeededTransformerLayer``), and the tied output weight is the embedding. Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
     """
     transformer_config = build_transformer_config(cfg)
     tp = parallel_state.get_tensor_model_parallel_world_size()
+    torch.manual_seed(cfg.train.seed)  # the embedding (first stage) draws from here
     model = GPTModel(
         config=transformer_config,
         transformer_layer_spec=build_layer_spec(cfg),

@@ -1,0 +1,102 @@
+"""The training entry point: ``python -m xm2_megatron.train RECIPE [key=value ...]``.
+
+Launch it as one process, under ``torchrun --nproc_per_node N``, or under ``srun``; the
+parallel layout comes from the recipe (``parallel.*``) and the world size. Exit codes:
+0 done, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from xm2_megatron.config import ConfigError, ExperimentConfig, load_config, run_cli
+from xm2_megatron.runtime import detect_launch_env
+
+
+def _check_supported(cfg: ExperimentConfig) -> ExperimentConfig:
+    if cfg.data.kind != "synthetic":
+        raise ConfigError(
+            f"data.kind={cfg.data.kind!r} is not available in this version of the trainer; "
+            "allowed: 'synthetic'"
+        )
+    return cfg
+
+
+def train(cfg: ExperimentConfig) -> list[dict]:
+    """Run the recipe on this process's share of the job; returns the logged records."""
+    from megatron.core import parallel_state
+
+    from xm2_megatron.data.synthetic import rank_microbatches
+    from xm2_megatron.model import build_model, count_parameters
+    from xm2_megatron.runtime import init_runtime, shutdown_runtime
+    from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+    from xm2_megatron.training.step import train_step
+
+    runtime = init_runtime(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.train.seed)
+    model = wrap_with_ddp(cfg, build_model(cfg))
+    optimizer, scheduler = build_optimizer(cfg, model)
+    dp_rank = parallel_state.get_data_parallel_rank()
+    dp_size = parallel_state.get_data_parallel_world_size()
+    run_dir = Path(cfg.logging.output_dir) / cfg.name
+    if runtime.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        print(
+            f"xm2-megatron: {cfg.name} | {count_parameters(cfg.model).total / 1e6:.2f}M params | "
+            f"world {runtime.env.world_size} (TP {cfg.parallel.tensor_parallel}, "
+            f"PP {cfg.parallel.pipeline_parallel}, DP {dp_size}) | {runtime.device} {runtime.backend}",
+            flush=True,
+        )
+    records, consumed = [], 0
+    for step in range(cfg.train.steps):
+        global_batch = cfg.train.global_batch_size_at(step)
+        microbatches = rank_microbatches(
+            consumed, global_batch, cfg.train.micro_batch_size, dp_rank, dp_size,
+            cfg.model.seq_length, cfg.model.vocab_size, cfg.data.seed,
+        )
+        start = time.perf_counter()
+        result = train_step(model, optimizer, scheduler, microbatches)
+        elapsed = time.perf_counter() - start
+        consumed += global_batch
+        record = {
+            "step": step + 1,
+            "loss": result.loss,
+            "lr": result.lr,
+            "grad_norm": result.grad_norm,
+            "global_batch": global_batch,
+            "tokens_per_s": global_batch * cfg.model.seq_length / elapsed,
+        }
+        records.append(record)
+        if runtime.is_main and (step + 1) % cfg.train.log_interval == 0:
+            print(
+                f"step {step + 1:>6}/{cfg.train.steps} | loss {result.loss:.4f} | lr {result.lr:.3e} | "
+                f"grad {result.grad_norm:.3f} | batch {global_batch} | "
+                f"{record['tokens_per_s']:,.0f} tok/s",
+                flush=True,
+            )
+    if runtime.is_main:
+        with open(run_dir / "metrics.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        print(f"done: {cfg.train.steps} steps, final loss {records[-1]['loss']:.4f}; "
+              f"metrics in {run_dir / 'metrics.jsonl'}", flush=True)
+    shutdown_runtime()
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xm2-train", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/cpu_quickstart.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=20")
+    args = parser.parse_args(argv)
+    world_size = detect_launch_env().world_size
+    cfg = run_cli(load_config, args.recipe, args.overrides, world_size=world_size)
+    run_cli(_check_supported, cfg)
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
