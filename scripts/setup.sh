@@ -30,4 +30,4 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 echo "setup: installing xm2-megatron and its dependencies"
 pip_install -e ".[dev]"
-python -c "import torch, megatron.core, xm2_megatron; print(f'setup: ok (python {__import__(\"sys\").version.split()[0]}, torch {torch.__version__}, megatron-core {megatron.core.__version__}, xm2-megatron {xm2_megatron.__version__})')"
+python -c "import xm2_megatron, torch, megatron.core; print(f'setup: ok (python {__import__(\"sys\").version.split()[0]}, torch {torch.__version__}, megatron-core {megatron.core.__version__}, xm2-megatron {xm2_megatron.__version__})')"
