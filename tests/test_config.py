@@ -96,7 +96,12 @@ def test_wind_tunnel_sizes(name, target):
     cfg = load_config(ROOT / "recipes" / f"{name}.yaml")
     big = load_config(ROOT / "recipes" / "xmodel2_1p2b.yaml")
     assert abs(tied_params(cfg.model) - target) / target < 0.05
-    assert cfg.mup == big.mup and cfg.optimizer == big.optimizer and cfg.schedule == big.schedule
+    assert cfg.mup == big.mup and cfg.optimizer == big.optimizer
+    assert cfg.schedule.half_life_steps == big.schedule.half_life_steps
+    # the same data mixture, with the decay stage moved to the last 10% of the shorter run
+    assert cfg.data.stages.keys() == big.data.stages.keys()
+    assert cfg.data.stages["decay"].blend == big.data.stages["decay"].blend
+    assert cfg.data.stages["decay"].start_step == cfg.schedule.decay_start == cfg.train.steps * 9 // 10
     assert cfg.model.vocab_size == 65280 and cfg.model.tie_embeddings
     assert cfg.model.head_dim % 8 == 0
     assert cfg.model.num_attention_heads % cfg.model.num_query_groups == 0
@@ -163,8 +168,12 @@ def test_unknown_key_in_parent_names_parent(tmp_path):
     ("checkpoint.interval=often", "checkpoint.interval='often' (from the command line) must be an int or null"),
     ("checkpoint.dir=5", "checkpoint.dir=5 (from the command line) must be a string or null"),
     ("model=5", "model=5 (from the command line) must be a mapping"),
-    ("data.paths=a", "data.paths='a' (from the command line) must be a list"),
-    ("data.paths=[a, 1]", "data.paths[1]=1 (from the command line) must be a string"),
+    ("data.stages.stable.blend=a", "data.stages.stable.blend='a' (from the command line) must be a list"),
+    ("data.stages.stable.blend=[{prefix: 1}]",
+     "data.stages.stable.blend[0].prefix=1 (from the command line) must be a string"),
+    ("data.stages=[a]", "data.stages=['a'] (from the command line) must be a mapping"),
+    ("data.stages.decay.sft_category_weights={code: x}",
+     "data.stages.decay.sft_category_weights.code='x' (from the command line) must be a float"),
     ("train.batch_size_schedule={step: 0}", "train.batch_size_schedule={'step': 0} (from the command line) "
                                             "must be a list"),
     ("train.batch_size_schedule=[{step: 0}]",
@@ -226,7 +235,25 @@ def test_non_positive_sizes(key, value):
     ("optimizer.min_lr=0.5", "optimizer.min_lr=0.5 must not exceed optimizer.lr=0.01"),
     ("schedule.decay_start=2", "schedule.decay_start=2 is before the end of warmup (schedule.warmup_steps=5)"),
     ("schedule.decay_style=cosine", "schedule.decay_steps=None must be set for schedule.decay_style='cosine'"),
-    ("data.kind=indexed", "data.paths=[] must name at least one dataset when data.kind='indexed'"),
+    ("data={kind: indexed, tokenizer_model: null}",
+     "data.tokenizer_model=None must name the SentencePiece model"),
+    ("data.seq_length=4096", "data.seq_length=4096 is longer than model.seq_length=128"),
+    ("data.split=90,10", "data.split='90,10' must be three non-negative numbers"),
+    ("data.stages.stable.start_step=5", "data.stages.stable.start_step=5 must be 0"),
+    ("data.stages.decay.start_step=0",
+     "data.stages.decay.start_step=0 must be greater than data.stages.stable.start_step=0"),
+    ("data.stages.stable.blend=[]", "data.stages.stable.blend=[] must name at least one dataset"),
+    ("data.stages.stable.blend=[{prefix: a, weight: 0}]",
+     "data.stages.stable.blend[0].weight=0.0 must be positive"),
+    ("data.stages.stable.blend=[{prefix: a, category: poetry}]",
+     "data.stages.stable.blend[0].category='poetry' is not allowed: must be one of mathematics, code"),
+    ("data.stages.decay.sft_share=1.5", "data.stages.decay.sft_share=1.5 must be in (0, 1]"),
+    ("data.stages.stable.sft_share=0.5",
+     "data.stages.stable.sft_share=0.5 needs blend entries with a category"),
+    ("data.stages.decay.blend=[{prefix: a}, {prefix: m, category: mathematics}]",
+     "data.stages.decay.sft_category_weights.code has no blend entry with category 'code'"),
+    ("data.stages.decay.sft_category_weights.poetry=1",
+     "data.stages.decay.sft_category_weights='poetry' is not allowed"),
     ("train.batch_size_schedule=[{step: -1, global_batch_size: 8}]",
      "train.batch_size_schedule[0].step=-1 must be >= 0"),
     ("train.batch_size_schedule=[{step: 0, global_batch_size: 0}]",
@@ -300,13 +327,15 @@ def test_validate_on_dataclasses_directly():
 
 def test_extends_chain_deep_merges(tmp_path):
     write(tmp_path, "a.yaml", "name: base\nmodel:\n  hidden_size: 192\n  num_layers: 4\n"
-                              "data:\n  paths: [x, y]\ntrain:\n  steps: 5\n")
-    write(tmp_path, "sub/b.yaml", "extends: ../a.yaml\nmodel:\n  num_layers: 2\ndata:\n  paths: [z]\n")
+                              "data:\n  stages:\n    s:\n      blend: [{prefix: x}, {prefix: y}]\n"
+                              "train:\n  steps: 5\n")
+    write(tmp_path, "sub/b.yaml", "extends: ../a.yaml\nmodel:\n  num_layers: 2\n"
+          "data:\n  stages:\n    s:\n      blend: [{prefix: z}]\n")
     c = write(tmp_path, "c.yaml", "extends: sub/b.yaml\ntrain:\n  steps: 7\n")
     cfg = load_config(c)
     assert (cfg.model.hidden_size, cfg.model.num_layers) == (192, 2)  # mappings merge
     assert cfg.model.ffn_hidden_size == 3840  # untouched default
-    assert cfg.data.paths == ["z"]  # lists replace
+    assert [e.prefix for e in cfg.data.stages["s"].blend] == ["z"]  # lists replace
     assert cfg.train.steps == 7  # scalars replace
     assert cfg.name == "c"  # a name is not inherited; the stem is the default
 
@@ -348,11 +377,12 @@ def test_empty_file_gives_defaults(tmp_path):
 # --- overrides ------------------------------------------------------------------------------
 
 def test_overrides_parse_as_yaml():
-    cfg = load_config(QUICK, ["train.steps=20", "model.tie_embeddings=false", "data.paths=[a=b, c]",
+    cfg = load_config(QUICK, ["train.steps=20", "model.tie_embeddings=false",
+                              "data.stages.stable.blend=[{prefix: a=b}, {prefix: c}]",
                               "train.batch_size_schedule=[{step: 0, global_batch_size: 8}]",
                               "model={num_layers: 6}"])
     assert cfg.train.steps == 20 and cfg.model.tie_embeddings is False
-    assert cfg.data.paths == ["a=b", "c"]  # only the first '=' splits
+    assert [e.prefix for e in cfg.data.stages["stable"].blend] == ["a=b", "c"]  # only the first '=' splits
     assert cfg.train.batch_size_schedule == [BatchChange(step=0, global_batch_size=8)]
     assert cfg.model.num_layers == 6 and cfg.model.hidden_size == 80  # a mapping merges
     assert parse_value("1e-5") == 1e-5 and parse_value("off") is False and parse_value("") is None
@@ -363,7 +393,7 @@ def test_overrides_parse_as_yaml():
     ("=3", "override '=3'"),
     ("train..steps=3", "override 'train..steps=3'"),
     ("train.steps.x=3", "train.steps is not a mapping"),
-    ("data.paths=[a", "override 'data.paths=[a' (from the command line) has an invalid YAML value"),
+    ("data.split=[a", "override 'data.split=[a' (from the command line) has an invalid YAML value"),
 ])
 def test_bad_overrides(override, message):
     assert message in error_of(QUICK, [override])
@@ -377,7 +407,7 @@ def test_later_override_wins():
 
 @pytest.mark.parametrize("name", OUR_RECIPES)
 def test_dump_load_round_trip(tmp_path, name):
-    cfg = load_config(ROOT / "recipes" / f"{name}.yaml", ["logging.run_name=r", "data.paths=[p]"])
+    cfg = load_config(ROOT / "recipes" / f"{name}.yaml", ["logging.run_name=r", "data.stages.extra={start_step: 400000, blend: [{prefix: p}]}"])
     text = dump_yaml(cfg)
     assert yaml.safe_load(text) == config_to_dict(cfg)
     again = load_config(write(tmp_path, "dumped.yaml", text))
@@ -437,3 +467,19 @@ def test_run_cli_exits_2_with_one_line(capsys):
     assert info.value.code == 2
     assert capsys.readouterr().err == "error: x.y=1 is wrong second line\n"
     assert run_cli(lambda a, b=0: a + b, 1, b=2) == 3
+
+
+@pytest.mark.parametrize("data, message", [
+    ("data:\n  kind: indexed\n  tokenizer_model: t.model\n",
+     "data.stages={} must name at least one stage when data.kind='indexed'"),
+    ("data:\n  stages:\n    decay:\n      sft_share: 0.5\n      sft_category_weights: {code: 1}\n"
+     "      blend: [{prefix: a}, {prefix: c, category: code}, {prefix: m, category: mathematics}]\n",
+     "data.stages.decay.sft_category_weights has no weight for the categories mathematics that the blend uses"),
+    ("data:\n  stages:\n    decay:\n      sft_category_weights: {code: 1}\n"
+     "      blend: [{prefix: a}, {prefix: c, category: code}]\n",
+     "data.stages.decay.sft_category_weights is set but data.stages.decay.sft_share is not"),
+    ("data:\n  stages:\n    decay:\n      sft_share: 0.5\n      blend: [{prefix: c, category: code}]\n",
+     "data.stages.decay.sft_share=0.5 < 1 needs pretraining entries (without a category)"),
+])
+def test_stage_checks_in_a_file(tmp_path, data, message):
+    assert message in error_of(write(tmp_path, "x.yaml", data), [])

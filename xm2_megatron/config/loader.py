@@ -171,6 +171,12 @@ def _convert(tp: Any, value: Any, key: str, where: Callable[[str], str]) -> Any:
         if not isinstance(value, Mapping):
             raise bad("a mapping")
         return _build(tp, value, key + ".", where)
+    if typing.get_origin(tp) is dict:
+        if not isinstance(value, Mapping):
+            raise bad("a mapping")
+        key_type, value_type = args
+        return {_convert(key_type, k, f"{key}.{k}", where): _convert(value_type, v, f"{key}.{k}", where)
+                for k, v in value.items()}
     if typing.get_origin(tp) is list:
         if not isinstance(value, list):
             raise bad("a list")

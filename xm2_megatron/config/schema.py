@@ -192,18 +192,101 @@ class TrainConfig:
             previous = change.step
 
 
+SFT_CATEGORIES = ("mathematics", "code", "logic", "knowledge", "commonsense")
+
+
+@dataclass
+class BlendEntry:
+    """One indexed dataset in a stage's blend."""
+
+    prefix: str  # Megatron dataset prefix (``<prefix>.bin`` / ``<prefix>.idx``), relative to data.root
+    weight: float = 1.0  # relative weight within its part of the stage (pretraining or its SFT category)
+    category: str | None = None  # SFT category (mathematics|code|logic|knowledge|commonsense); None: pretraining
+
+
+@dataclass
+class StageConfig:
+    """A training stage (named by its key in ``data.stages``): from ``start_step`` on,
+    samples come from this blend."""
+
+    start_step: int = 0  # first optimizer step of the stage
+    blend: list[BlendEntry] = field(default_factory=list)
+    # share of the stage's samples drawn from the SFT (category-tagged) entries, e.g. 0.64
+    sft_share: float | None = None
+    # relative weights of the SFT categories inside sft_share; empty: use the entries' own weights
+    sft_category_weights: dict[str, float] = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        _non_negative(key, self, "start_step")
+        _check(bool(self.blend), f"{key}.blend=[] must name at least one dataset")
+        for i, entry in enumerate(self.blend):
+            entry_key = f"{key}.blend[{i}]"
+            _check(bool(entry.prefix), f"{entry_key}.prefix='' must not be empty")
+            _positive(entry_key, entry, "weight")
+            if entry.category is not None:
+                _one_of(f"{entry_key}.category", entry.category, SFT_CATEGORIES)
+        sft = {e.category for e in self.blend if e.category is not None}
+        pretraining = any(e.category is None for e in self.blend)
+        if self.sft_share is None:
+            _check(not self.sft_category_weights,
+                   f"{key}.sft_category_weights is set but {key}.sft_share is not: give the SFT share too")
+            return
+        _check(0 < self.sft_share <= 1, f"{key}.sft_share={self.sft_share!r} must be in (0, 1]")
+        _check(bool(sft), f"{key}.sft_share={self.sft_share} needs blend entries with a category "
+               f"({', '.join(SFT_CATEGORIES)})")
+        _check(pretraining or self.sft_share == 1,
+               f"{key}.sft_share={self.sft_share} < 1 needs pretraining entries (without a category)")
+        for category, weight in self.sft_category_weights.items():
+            _one_of(f"{key}.sft_category_weights", category, SFT_CATEGORIES)
+            _check(weight > 0, f"{key}.sft_category_weights.{category}={weight!r} must be positive (> 0)")
+            _check(category in sft, f"{key}.sft_category_weights.{category} has no blend entry "
+                   f"with category {category!r}")
+        if self.sft_category_weights:
+            missing = sorted(sft - set(self.sft_category_weights))
+            _check(not missing, f"{key}.sft_category_weights has no weight for the categories "
+                   f"{', '.join(missing)} that the blend uses")
+
+
 @dataclass
 class DataConfig:
-    """Where training tokens come from."""
+    """Where training tokens come from: a synthetic stream, or stages of indexed-dataset blends."""
 
-    kind: str = "synthetic"  # synthetic (random tokens) | indexed (Megatron .bin/.idx)
+    kind: str = "synthetic"  # synthetic (a learnable token stream) | indexed (Megatron .bin/.idx)
     seed: int = 1234  # data order / synthetic-token seed
-    paths: list[str] = field(default_factory=list)  # indexed dataset prefixes
+    root: str = ""  # directory the blend prefixes are relative to ("" = the working directory)
+    tokenizer_model: str | None = None  # SentencePiece .model the datasets were made with
+    split: str = "99,1,0"  # train,valid,test share of each dataset's documents (Megatron's --split)
+    cache_dir: str | None = None  # where megatron caches its sample indices (None: next to the data)
+    seq_length: int | None = None  # sample length; None = model.seq_length, never longer
+    # stage name -> stage, in order of start_step, the first at step 0 (a mapping, so a recipe
+    # that extends another can change one field: data.stages.decay.start_step=900)
+    stages: dict[str, StageConfig] = field(default_factory=dict)
 
     def validate(self) -> None:
         _one_of("data.kind", self.kind, DATA_KINDS)
-        _check(self.kind != "indexed" or bool(self.paths),
-               "data.paths=[] must name at least one dataset when data.kind='indexed'")
+        _positive("data", self, "seq_length")
+        parts = self.split.split(",")
+        _check(len(parts) == 3 and all(p.strip().replace(".", "", 1).isdigit() for p in parts)
+               and sum(float(p) for p in parts) > 0 and float(parts[0]) > 0,
+               f"data.split={self.split!r} must be three non-negative numbers 'train,valid,test' "
+               "with a positive train share, e.g. '99,1,0'")
+        if self.kind == "indexed":
+            _check(bool(self.stages),
+                   "data.stages={} must name at least one stage when data.kind='indexed'")
+            _check(self.tokenizer_model is not None,
+                   "data.tokenizer_model=None must name the SentencePiece model when data.kind='indexed'")
+        previous = None
+        for name, stage in self.stages.items():
+            key = f"data.stages.{name}"
+            stage.validate(key)
+            if previous is None:
+                _check(stage.start_step == 0, f"{key}.start_step={stage.start_step} must be 0: "
+                       "the first stage starts the run")
+            else:
+                _check(stage.start_step > previous[1],
+                       f"{key}.start_step={stage.start_step} must be greater than "
+                       f"data.stages.{previous[0]}.start_step={previous[1]}: stages are listed in order")
+            previous = (name, stage.start_step)
 
 
 @dataclass
@@ -290,6 +373,9 @@ class ExperimentConfig:
         if p.sequence_parallel:
             _divisible("model.seq_length", m.seq_length, "parallel.tensor_parallel", tp,
                        "sequence parallelism splits the sequence evenly over TP ranks")
+        _check(self.data.seq_length is None or self.data.seq_length <= m.seq_length,
+               f"data.seq_length={self.data.seq_length} is longer than model.seq_length="
+               f"{m.seq_length}: samples must fit the model's context")
         _check(t.precision != "fp8" or m.transformer_impl != "local",
                "train.precision='fp8' requires Transformer Engine: "
                "model.transformer_impl='local' is not allowed with it (use auto or transformer_engine)")
