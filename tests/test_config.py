@@ -172,8 +172,6 @@ def test_unknown_key_in_parent_names_parent(tmp_path):
     ("data.stages.stable.blend=[{prefix: 1}]",
      "data.stages.stable.blend[0].prefix=1 (from the command line) must be a string"),
     ("data.stages=[a]", "data.stages=['a'] (from the command line) must be a mapping"),
-    ("data.stages.decay.sft_category_weights={code: x}",
-     "data.stages.decay.sft_category_weights.code='x' (from the command line) must be a float"),
     ("train.batch_size_schedule={step: 0}", "train.batch_size_schedule={'step': 0} (from the command line) "
                                             "must be a list"),
     ("train.batch_size_schedule=[{step: 0}]",
@@ -248,12 +246,10 @@ def test_non_positive_sizes(key, value):
     ("data.stages.stable.blend=[{prefix: a, category: poetry}]",
      "data.stages.stable.blend[0].category='poetry' is not allowed: must be one of mathematics, code"),
     ("data.stages.decay.sft_share=1.5", "data.stages.decay.sft_share=1.5 must be in (0, 1]"),
+    ("data.stages.stable.blend=[{prefix: a}, {prefix: m, category: mathematics}]",
+     "data.stages.stable.blend has SFT entries (with a category) but data.stages.stable.sft_share"),
     ("data.stages.stable.sft_share=0.5",
      "data.stages.stable.sft_share=0.5 needs blend entries with a category"),
-    ("data.stages.decay.blend=[{prefix: a}, {prefix: m, category: mathematics}]",
-     "data.stages.decay.sft_category_weights.code has no blend entry with category 'code'"),
-    ("data.stages.decay.sft_category_weights.poetry=1",
-     "data.stages.decay.sft_category_weights='poetry' is not allowed"),
     ("train.batch_size_schedule=[{step: -1, global_batch_size: 8}]",
      "train.batch_size_schedule[0].step=-1 must be >= 0"),
     ("train.batch_size_schedule=[{step: 0, global_batch_size: 0}]",
@@ -472,12 +468,8 @@ def test_run_cli_exits_2_with_one_line(capsys):
 @pytest.mark.parametrize("data, message", [
     ("data:\n  kind: indexed\n  tokenizer_model: t.model\n",
      "data.stages={} must name at least one stage when data.kind='indexed'"),
-    ("data:\n  stages:\n    decay:\n      sft_share: 0.5\n      sft_category_weights: {code: 1}\n"
-     "      blend: [{prefix: a}, {prefix: c, category: code}, {prefix: m, category: mathematics}]\n",
-     "data.stages.decay.sft_category_weights has no weight for the categories mathematics that the blend uses"),
-    ("data:\n  stages:\n    decay:\n      sft_category_weights: {code: 1}\n"
-     "      blend: [{prefix: a}, {prefix: c, category: code}]\n",
-     "data.stages.decay.sft_category_weights is set but data.stages.decay.sft_share is not"),
+    ("data:\n  stages:\n    decay:\n      blend: [{prefix: a}, {prefix: c, category: code}]\n",
+     "data.stages.decay.blend has SFT entries (with a category) but data.stages.decay.sft_share is not set"),
     ("data:\n  stages:\n    decay:\n      sft_share: 0.5\n      blend: [{prefix: c, category: code}]\n",
      "data.stages.decay.sft_share=0.5 < 1 needs pretraining entries (without a category)"),
 ])

@@ -11,6 +11,7 @@ from xm2_megatron.config.loader import (
 )
 from xm2_megatron.config.schema import (
     BatchChange,
+    BlendEntry,
     CheckpointConfig,
     ConfigError,
     ConfigFileNotFoundError,
@@ -21,12 +22,15 @@ from xm2_megatron.config.schema import (
     MupConfig,
     OptimizerConfig,
     ParallelConfig,
+    SFT_CATEGORIES,
     ScheduleConfig,
+    StageConfig,
     TrainConfig,
 )
 
 __all__ = [
     "BatchChange",
+    "BlendEntry",
     "CheckpointConfig",
     "ConfigError",
     "ConfigFileNotFoundError",
@@ -37,7 +41,9 @@ __all__ = [
     "MupConfig",
     "OptimizerConfig",
     "ParallelConfig",
+    "SFT_CATEGORIES",
     "ScheduleConfig",
+    "StageConfig",
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",

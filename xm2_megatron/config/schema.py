@@ -200,7 +200,7 @@ class BlendEntry:
     """One indexed dataset in a stage's blend."""
 
     prefix: str  # Megatron dataset prefix (``<prefix>.bin`` / ``<prefix>.idx``), relative to data.root
-    weight: float = 1.0  # relative weight within its part of the stage (pretraining or its SFT category)
+    weight: float = 1.0  # relative weight within its part of the stage (pretraining, or SFT)
     category: str | None = None  # SFT category (mathematics|code|logic|knowledge|commonsense); None: pretraining
 
 
@@ -211,10 +211,9 @@ class StageConfig:
 
     start_step: int = 0  # first optimizer step of the stage
     blend: list[BlendEntry] = field(default_factory=list)
-    # share of the stage's samples drawn from the SFT (category-tagged) entries, e.g. 0.64
+    # share of the stage's samples drawn from the SFT entries (those with a category), e.g. 0.64;
+    # inside it the SFT entries' weights set the mix (a category's weight is its entries' sum)
     sft_share: float | None = None
-    # relative weights of the SFT categories inside sft_share; empty: use the entries' own weights
-    sft_category_weights: dict[str, float] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         _non_negative(key, self, "start_step")
@@ -225,26 +224,17 @@ class StageConfig:
             _positive(entry_key, entry, "weight")
             if entry.category is not None:
                 _one_of(f"{entry_key}.category", entry.category, SFT_CATEGORIES)
-        sft = {e.category for e in self.blend if e.category is not None}
+        sft = any(e.category is not None for e in self.blend)
         pretraining = any(e.category is None for e in self.blend)
         if self.sft_share is None:
-            _check(not self.sft_category_weights,
-                   f"{key}.sft_category_weights is set but {key}.sft_share is not: give the SFT share too")
+            _check(not sft, f"{key}.blend has SFT entries (with a category) but {key}.sft_share "
+                   "is not set: give the share of samples they take, e.g. 0.64")
             return
         _check(0 < self.sft_share <= 1, f"{key}.sft_share={self.sft_share!r} must be in (0, 1]")
-        _check(bool(sft), f"{key}.sft_share={self.sft_share} needs blend entries with a category "
+        _check(sft, f"{key}.sft_share={self.sft_share} needs blend entries with a category "
                f"({', '.join(SFT_CATEGORIES)})")
         _check(pretraining or self.sft_share == 1,
                f"{key}.sft_share={self.sft_share} < 1 needs pretraining entries (without a category)")
-        for category, weight in self.sft_category_weights.items():
-            _one_of(f"{key}.sft_category_weights", category, SFT_CATEGORIES)
-            _check(weight > 0, f"{key}.sft_category_weights.{category}={weight!r} must be positive (> 0)")
-            _check(category in sft, f"{key}.sft_category_weights.{category} has no blend entry "
-                   f"with category {category!r}")
-        if self.sft_category_weights:
-            missing = sorted(sft - set(self.sft_category_weights))
-            _check(not missing, f"{key}.sft_category_weights has no weight for the categories "
-                   f"{', '.join(missing)} that the blend uses")
 
 
 @dataclass
