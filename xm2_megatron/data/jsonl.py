@@ -106,6 +106,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[IO[str]]:
             else:
                 with io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:
                     yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file owner-only: give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
