@@ -18,6 +18,7 @@ from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_local_spec,
     get_gpt_layer_with_transformer_engine_spec,
 )
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.transformer_layer import (
     TransformerLayer,
@@ -100,14 +101,21 @@ def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
 
 
 class SeededTransformerLayer(TransformerLayer):
-    """A ``TransformerLayer`` whose weights are drawn right after seeding the generator with
-    (seed, global layer number): every TP/PP layout initialises the same model."""
+    """A ``TransformerLayer`` whose weights are drawn right after seeding the generators with
+    (seed, global layer number), so the pipeline layout does not change the initial model.
+
+    Both the default generator (CPU initialisation draws whole master weights from it, which
+    makes TP layouts agree too) and megatron's model-parallel tracker (GPU initialisation
+    draws each TP shard inside it) are reseeded.
+    """
 
     def __init__(self, config, submodules, layer_number=1, *, init_seed: int, **kwargs):
         pg_collection = kwargs.get("pg_collection")
         pp_rank = None if pg_collection is None else get_pg_rank(pg_collection.pp)
         offset = get_transformer_layer_offset(config, kwargs.get("vp_stage"), pp_rank)
-        torch.manual_seed(init_seed * 100_003 + layer_number + offset)
+        layer_seed = init_seed * 100_003 + layer_number + offset
+        torch.manual_seed(layer_seed)
+        model_parallel_cuda_manual_seed(layer_seed)
         super().__init__(config, submodules, layer_number, **kwargs)
 
 
@@ -128,7 +136,8 @@ def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
 
     The initial weights depend on the seed only, not on the TP/PP layout: the embedding is
     drawn first from the seeded generator, each layer from its own seed (see
-    ``SeededTransformerLayer``), and the tied output weight is the embedding. Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
+    ``SeededTransformerLayer``; on GPU the TP shards still differ by TP size), and the tied
+    output weight is the embedding. Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
     """
     transformer_config = build_transformer_config(cfg)
     tp = parallel_state.get_tensor_model_parallel_world_size()
@@ -147,6 +156,8 @@ def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
         position_embedding_type="rope",
         rotary_base=int(cfg.model.rotary_base),
     )
+    torch.manual_seed(cfg.train.seed)  # the run's streams, as before the per-layer reseeding
+    model_parallel_cuda_manual_seed(cfg.train.seed)
     if torch.cuda.is_available():
         model.cuda(torch.cuda.current_device())
     apply_mup(model, mup_multipliers(cfg.model, cfg.mup))

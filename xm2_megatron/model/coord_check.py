@@ -1,16 +1,16 @@
-"""µP coordinate check: activation RMS across widths (and depths) after a few optimizer steps.
+"""µP coordinate check: activation RMS across widths (or depths) after a few optimizer steps.
 
-Each variant of ``base`` is built and trained with the project's own path (``build_model``
--> ``wrap_with_ddp`` -> ``build_optimizer`` -> ``train_step``) on fixed synthetic batches,
-then one fixed batch is run through it and forward hooks record the RMS of
+Each variant of ``base`` is built and trained on the project's own path (``build_model`` ->
+``wrap_with_ddp`` -> ``build_optimizer`` -> ``train_step``) at a constant lr on fixed synthetic
+batches; then one fixed batch goes through it and forward hooks record the RMS of
 
 - ``embedding``: the embedding output (after µP's ``scale_emb``),
-- ``layer_{i}``: each transformer layer's output (the residual stream), ``last_layer`` too,
-- ``logits``: the model's output with ``labels=None`` (unpadded vocabulary).
+- ``layer_{i}``: each transformer layer's output (the residual stream); ``last_layer`` as well,
+- ``logits``: the model's output with ``labels=None`` (the unpadded vocabulary).
 
-Under µP these stay bounded as the width grows; under the standard parametrization the
-hidden and output coordinates blow up with width. Needs megatron's parallel state
-(world size 1), e.g. ``xm2_megatron.runtime.init_runtime(1, 1)``.
+Under µP the hidden and output coordinates stay bounded as the width grows; under the
+standard parametrization they blow up. Needs megatron's parallel state at world size 1
+(``xm2_megatron.runtime.init_runtime(1, 1)``). Reseeds torch and megatron's RNG tracker.
 """
 
 from __future__ import annotations
@@ -22,26 +22,26 @@ import torch
 from megatron.core import tensor_parallel
 
 from xm2_megatron.config import ExperimentConfig
-from xm2_megatron.data.synthetic import synthetic_batch
+from xm2_megatron.data.synthetic import rank_microbatches, synthetic_batch
 from xm2_megatron.model.builder import build_model
 from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
 from xm2_megatron.training.step import train_step
 
 Results = dict[int, dict[str, float]]
 
-# Sample index of the measurement batch: far from the training samples.
-_MEASURE_INDEX = 10_000_000
+_MEASURE_INDEX = 10_000_000  # sample index of the measurement batch, far from training samples
 
 
 def width_config(base: ExperimentConfig, width: int, head_dim: int = 16) -> ExperimentConfig:
-    """``base`` at hidden size ``width``: FFN 2.5 x width, ``head_dim`` wide heads, 2 heads per KV group."""
+    """``base`` at hidden size ``width``: FFN 2.5 x width, ``head_dim`` wide heads, 2 heads
+    per KV group (GQA; one per head for an odd head count)."""
     heads = width // head_dim
     model = dataclasses.replace(
         base.model,
         hidden_size=width,
         ffn_hidden_size=int(2.5 * width),
         num_attention_heads=heads,
-        num_query_groups=max(1, heads // 2),
+        num_query_groups=heads // 2 if heads % 2 == 0 else heads,
     )
     return dataclasses.replace(base, model=model)
 
@@ -52,20 +52,12 @@ def depth_config(base: ExperimentConfig, num_layers: int) -> ExperimentConfig:
 
 
 def _constant_lr(cfg: ExperimentConfig, steps: int) -> ExperimentConfig:
-    """``cfg`` with a constant lr (no warmup, no decay) and a fixed batch size."""
-    schedule = dataclasses.replace(cfg.schedule, warmup_steps=0, decay_start=None, decay_style="constant")
+    """``cfg`` with a constant lr (no warmup, no decay) and a fixed batch size, validated."""
+    schedule = dataclasses.replace(
+        cfg.schedule, warmup_steps=0, decay_start=None, decay_style="constant"
+    )
     train = dataclasses.replace(cfg.train, steps=max(steps, 1), batch_size_schedule=[])
-    return dataclasses.replace(cfg, schedule=schedule, train=train)
-
-
-def _batches(cfg: ExperimentConfig, step: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    """The micro-batches of global batch ``step`` (world size 1)."""
-    gbs, mbs, m = cfg.train.global_batch_size, cfg.train.micro_batch_size, cfg.model
-    first = step * gbs
-    return [
-        synthetic_batch(first + i, mbs, m.seq_length, m.vocab_size, cfg.data.seed + seed)
-        for i in range(0, gbs, mbs)
-    ]
+    return dataclasses.replace(cfg, schedule=schedule, train=train).validate(world_size=1)
 
 
 def _rms(tensor: torch.Tensor) -> float:
@@ -73,8 +65,8 @@ def _rms(tensor: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _measure(chunk: torch.nn.Module, batch: dict[str, torch.Tensor], vocab_size: int) -> dict[str, float]:
-    """RMS at the embedding, every layer and the logits of one forward pass."""
+def _measure(chunk: torch.nn.Module, batch: dict, vocab_size: int) -> dict[str, float]:
+    """RMS at the embedding, every layer and the logits of one forward pass of ``chunk``."""
     rms: dict[str, float] = {}
 
     def record(name):
@@ -83,16 +75,15 @@ def _measure(chunk: torch.nn.Module, batch: dict[str, torch.Tensor], vocab_size:
 
         return hook
 
+    layers = chunk.decoder.layers
     handles = [chunk.embedding.register_forward_hook(record("embedding"))]
-    handles += [
-        layer.register_forward_hook(record(f"layer_{i}")) for i, layer in enumerate(chunk.decoder.layers)
-    ]
+    handles += [layer.register_forward_hook(record(f"layer_{i}")) for i, layer in enumerate(layers)]
     try:
         logits = chunk(batch["tokens"], batch["position_ids"], None, labels=None)
     finally:
         for handle in handles:
             handle.remove()
-    rms["last_layer"] = rms[f"layer_{len(chunk.decoder.layers) - 1}"]
+    rms["last_layer"] = rms[f"layer_{len(layers) - 1}"]
     rms["logits"] = _rms(logits[..., :vocab_size])
     return rms
 
@@ -100,43 +91,48 @@ def _measure(chunk: torch.nn.Module, batch: dict[str, torch.Tensor], vocab_size:
 def measure_rms(cfg: ExperimentConfig, steps: int, seeds: Sequence[int] = (0,)) -> dict[str, float]:
     """Per-site RMS of ``cfg``'s model after ``steps`` constant-lr steps, averaged over ``seeds``.
 
-    Each seed reseeds torch and megatron's RNG tracker before the model is built (so equal
-    seeds give comparable inits across shapes) and shifts the synthetic data seed.
+    Seed ``s`` builds the model with ``train.seed = s`` (after reseeding torch and megatron's
+    RNG tracker with it), so equal seeds give comparable inits across shapes, and offsets
+    the synthetic data seed by ``s``.
     """
     cfg = _constant_lr(cfg, steps)
+    gbs, mbs, m = cfg.train.global_batch_size, cfg.train.micro_batch_size, cfg.model
     device = "cuda" if torch.cuda.is_available() else "cpu"
     totals: dict[str, float] = {}
     for seed in seeds:
+        run = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        data_seed = cfg.data.seed + seed
         torch.manual_seed(seed)
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
-        model = wrap_with_ddp(cfg, build_model(cfg))
-        optimizer, scheduler = build_optimizer(cfg, model)
+        model = wrap_with_ddp(run, build_model(run))
+        optimizer, scheduler = build_optimizer(run, model)
         for step in range(steps):
-            train_step(model, optimizer, scheduler, _batches(cfg, step, seed))
-        batch = synthetic_batch(_MEASURE_INDEX, cfg.train.micro_batch_size, cfg.model.seq_length,
-                                cfg.model.vocab_size, cfg.data.seed + seed)
+            batches = rank_microbatches(step * gbs, gbs, mbs, 0, 1, m.seq_length, m.vocab_size,
+                                        data_seed)
+            train_step(model, optimizer, scheduler, batches)
+        batch = synthetic_batch(_MEASURE_INDEX, mbs, m.seq_length, m.vocab_size, data_seed)
         batch = {key: value.to(device) for key, value in batch.items()}
-        for site, value in _measure(model[0].module, batch, cfg.model.vocab_size).items():
+        for site, value in _measure(model[0].module, batch, m.vocab_size).items():
             totals[site] = totals.get(site, 0.0) + value / len(seeds)
     return totals
 
 
 def coordinate_check(base: ExperimentConfig, widths: Sequence[int], steps: int,
                      seeds: Sequence[int] = (0,), head_dim: int = 16) -> Results:
-    """``{width: {site: RMS}}``: ``base`` at each width (see :func:`width_config`), all else fixed."""
+    """``{width: {site: RMS}}`` of ``base`` at each width (:func:`width_config`), all else fixed."""
     return {w: measure_rms(width_config(base, w, head_dim), steps, seeds) for w in widths}
 
 
 def depth_check(base: ExperimentConfig, depths: Sequence[int], steps: int = 0,
                 seeds: Sequence[int] = (0,)) -> Results:
-    """``{num_layers: {site: RMS}}``: ``base`` at each depth, all else fixed.
+    """``{num_layers: {site: RMS}}`` of ``base`` at each depth, all else fixed.
 
-    µP's residual multiplier ``scale_depth / sqrt(L)`` keeps ``last_layer`` roughly flat in L;
-    with a multiplier of 1 it grows like sqrt(L).
+    At init, µP's residual multiplier ``scale_depth / sqrt(L)`` keeps ``last_layer`` flat in L;
+    a multiplier of 1 lets it grow like sqrt(L). After training it grows either way.
     """
     return {depth: measure_rms(depth_config(base, depth), steps, seeds) for depth in depths}
 
 
 def rms_growth(results: Results, site: str) -> float:
-    """RMS at ``site`` of the largest key (width or depth) over that of the smallest."""
+    """RMS at ``site`` for the largest key (width or depth) over that for the smallest."""
     return results[max(results)][site] / results[min(results)][site]
