@@ -29,7 +29,12 @@ from megatron.core.utils import get_pg_rank, init_method_normal
 from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.model.mup import apply_mup, mup_layer_spec, mup_multipliers
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
+_PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
+
+
+def param_dtype(precision: str) -> torch.dtype:
+    """The dtype parameters and activations are kept in (fp8 runs keep bf16 parameters)."""
+    return _PARAM_DTYPES[precision]
 
 
 def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:
@@ -51,7 +56,7 @@ def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
     model, parallel = cfg.model, cfg.parallel
     mup = mup_multipliers(model, cfg.mup)
     on_gpu = torch.cuda.is_available()
-    dtype = _DTYPES[cfg.train.precision]
+    dtype = param_dtype(cfg.train.precision)
     init_kwargs = {"init_method_std": mup.hidden_init_std}
     if cfg.mup.enabled:
         init_kwargs.update(

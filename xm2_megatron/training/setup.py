@@ -10,12 +10,13 @@ from megatron.core.optimizer import (
     ParamGroupOverride,
     ParamKey,
     get_megatron_optimizer,
+    get_standard_config_overrides,
 )
 from megatron.core.optimizer.optimizer import MegatronOptimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-from megatron.core.optimizer import get_standard_config_overrides
 
 from xm2_megatron.config import ExperimentConfig
+from xm2_megatron.model.builder import param_dtype
 from xm2_megatron.model.mup import mup_multipliers
 
 
@@ -39,7 +40,7 @@ def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[
 def optimizer_config(cfg: ExperimentConfig) -> OptimizerConfig:
     """megatron's OptimizerConfig of a recipe: AdamW with the paper's betas and decay."""
     opt = cfg.optimizer
-    bf16 = cfg.train.precision in ("bf16", "fp8")
+    dtype = param_dtype(cfg.train.precision)
     return OptimizerConfig(
         optimizer="adam",
         lr=opt.lr,
@@ -49,8 +50,8 @@ def optimizer_config(cfg: ExperimentConfig) -> OptimizerConfig:
         adam_beta2=opt.adam_beta2,
         adam_eps=opt.adam_eps,
         clip_grad=opt.clip_grad,
-        bf16=bf16,
-        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        bf16=dtype == torch.bfloat16,
+        params_dtype=dtype,
         use_distributed_optimizer=opt.use_distributed_optimizer,
     )
 
