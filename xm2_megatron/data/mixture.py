@@ -1,0 +1,130 @@
+"""Stage mixtures: a recipe stage's blend built with megatron-core's blended GPT datasets.
+
+A stage blends pretraining datasets and, in the decay stage, SFT datasets tagged with a
+category. Sampling weights (they sum to 1):
+
+- pretraining entry ``i``: ``(1 - sft_share) * w_i / sum(pretraining w)``
+- SFT entry ``j`` (one with a category): ``sft_share * w_j / sum(SFT w)``, so a category's
+  share of the SFT part is the sum of its entries' weights.
+
+megatron's ``BlendedDataset`` then draws exactly in these proportions (its greedy sampler
+keeps every prefix of the sample stream within one sample of the target counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+from xm2_megatron.config import ConfigError, ExperimentConfig, StageConfig
+from xm2_megatron.data.preprocess import check_tokenizer
+from xm2_megatron.data.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class StageBlend:
+    """A stage's datasets with their effective sampling weights."""
+
+    prefixes: list[str]
+    weights: list[float]
+    categories: list[str | None]
+
+
+@dataclass(frozen=True)
+class _TokenizerInfo:
+    """What megatron's GPTDataset reads of a tokenizer; its identity keys megatron's index cache."""
+
+    vocab_size: int
+    eod: int
+    sha256: str
+
+    @property
+    def unique_identifiers(self) -> dict:
+        return {"class": "SentencePiece", "sha256": self.sha256, "vocab_size": self.vocab_size}
+
+
+def stage_blend(stage: StageConfig, root: str = "") -> StageBlend:
+    """Effective weights of a stage's entries (see the module docstring)."""
+    share = stage.sft_share or 0.0
+    totals = {None: 0.0, "sft": 0.0}
+    for entry in stage.blend:
+        totals[None if entry.category is None else "sft"] += entry.weight
+    weights = [
+        (1.0 - share) * e.weight / totals[None] if e.category is None
+        else share * e.weight / totals["sft"]
+        for e in stage.blend
+    ]
+    return StageBlend(
+        prefixes=[str(Path(root) / e.prefix) if root else e.prefix for e in stage.blend],
+        weights=weights,
+        categories=[e.category for e in stage.blend],
+    )
+
+
+def stage_step_ranges(cfg: ExperimentConfig) -> dict[str, range]:
+    """The optimizer steps of each stage: from its start to the next stage's (or the end)."""
+    names = list(cfg.data.stages)
+    starts = [cfg.data.stages[name].start_step for name in names] + [cfg.train.steps]
+    return {name: range(min(starts[i], cfg.train.steps), min(starts[i + 1], cfg.train.steps))
+            for i, name in enumerate(names)}
+
+
+def stage_num_samples(cfg: ExperimentConfig) -> dict[str, int]:
+    """Training samples each stage consumes, following the batch-size schedule."""
+    return {name: sum(cfg.train.global_batch_size_at(step) for step in steps)
+            for name, steps in stage_step_ranges(cfg).items()}
+
+
+def _tokenizer_info(cfg: ExperimentConfig) -> _TokenizerInfo:
+    path = Path(cfg.data.tokenizer_model)
+    if not path.is_file():
+        raise ConfigError(f"data.tokenizer_model={str(path)!r}: no such file")
+    tokenizer = Tokenizer(path)
+    return _TokenizerInfo(tokenizer.vocab_size, tokenizer.eos_id, tokenizer.sha256)
+
+
+def check_stage_files(blend: StageBlend, stage_name: str, tokenizer_sha256: str) -> None:
+    """Every dataset exists and was made with the run's tokenizer."""
+    for i, prefix in enumerate(blend.prefixes):
+        key = f"data.stages.{stage_name}.blend[{i}].prefix"
+        missing = [s for s in (".bin", ".idx") if not Path(prefix + s).is_file()]
+        if missing:
+            raise ConfigError(f"{key}={prefix!r}: {' and '.join(prefix + s for s in missing)} "
+                              "not found (make it with tools/preprocess_data.py)")
+        try:
+            check_tokenizer(prefix, tokenizer_sha256)
+        except ValueError as error:
+            raise ConfigError(f"{key}={prefix!r}: {error}") from None
+
+
+def build_stage_datasets(
+    cfg: ExperimentConfig, stage_name: str, train_samples: int, valid_samples: int = 0
+):
+    """megatron ``BlendedDataset``s (train, valid) of one stage, ``train_samples`` long.
+
+    Checks first that every dataset exists and was tokenized with ``data.tokenizer_model``.
+    Needs ``torch.distributed`` initialised (megatron's blended dataset requires it).
+    """
+    blend = stage_blend(cfg.data.stages[stage_name], cfg.data.root)
+    tokenizer = _tokenizer_info(cfg)
+    check_stage_files(blend, stage_name, tokenizer.sha256)
+    config = GPTDatasetConfig(
+        random_seed=cfg.data.seed,
+        sequence_length=cfg.data.seq_length or cfg.model.seq_length,
+        blend=(blend.prefixes, blend.weights),
+        split=cfg.data.split,
+        path_to_cache=cfg.data.cache_dir,
+        tokenizer=tokenizer,
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=False,
+    )
+    sizes = [train_samples, valid_samples, 0]
+    train, valid, _ = BlendedMegatronDatasetBuilder(
+        GPTDataset, sizes, lambda: True, config
+    ).build()
+    return train, valid
