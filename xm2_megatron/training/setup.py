@@ -13,11 +13,11 @@ from megatron.core.optimizer import (
     get_standard_config_overrides,
 )
 from megatron.core.optimizer.optimizer import MegatronOptimizer
-from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.model.builder import param_dtype
 from xm2_megatron.model.mup import mup_multipliers
+from xm2_megatron.optim.schedule import WSDScheduler
 
 
 def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[DistributedDataParallel]:
@@ -71,25 +71,12 @@ def mup_param_overrides(cfg: ExperimentConfig) -> dict[ParamKey, ParamGroupOverr
 
 def build_optimizer(
     cfg: ExperimentConfig, model: list[DistributedDataParallel]
-) -> tuple[MegatronOptimizer, OptimizerParamScheduler]:
-    """The megatron optimizer with µP groups and a scheduler that drives every group's lr.
-
-    Without a scheduler megatron steps every group at the base lr, so one is always built.
-    """
+) -> tuple[MegatronOptimizer, WSDScheduler]:
+    """The megatron optimizer with µP groups and the WSD scheduler that drives every group's
+    lr (without a scheduler megatron steps every group at the base lr)."""
     optimizer = get_megatron_optimizer(optimizer_config(cfg), model, mup_param_overrides(cfg))
     model[0].config.grad_scale_func = optimizer.scale_loss
-    steps = max(cfg.train.steps, 1)
-    scheduler = OptimizerParamScheduler(
-        optimizer,
-        init_lr=0.0,
-        max_lr=cfg.optimizer.lr,
-        min_lr=cfg.optimizer.min_lr,
-        lr_warmup_steps=min(cfg.schedule.warmup_steps, steps - 1),
-        lr_decay_steps=steps,
-        lr_decay_style="constant",
-        start_wd=cfg.optimizer.weight_decay,
-        end_wd=cfg.optimizer.weight_decay,
-        wd_incr_steps=steps,
-        wd_incr_style="constant",
+    scheduler = WSDScheduler(
+        optimizer, cfg.schedule, cfg.optimizer.lr, cfg.optimizer.min_lr, cfg.optimizer.weight_decay
     )
     return optimizer, scheduler

@@ -19,7 +19,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 class StepResult:
     loss: float  # mean loss per token over the global batch
     grad_norm: float | None
-    lr: float  # the base (embedding) group's lr; µP hidden groups run at lr/width_mult
+    lr: float  # the base (embedding) group's lr of this update; µP hidden groups: lr/width_mult
     update_successful: bool
 
 
@@ -80,10 +80,10 @@ def forward_backward(model, microbatches: list[dict], forward_only: bool = False
 
 def train_step(model, optimizer, scheduler, microbatches: list[dict]) -> StepResult:
     """Forward, backward, clip and update; the scheduler advances after a good update."""
+    base_lr = scheduler.get_lr({"max_lr": scheduler.max_lr, "min_lr": scheduler.min_lr})
     optimizer.zero_grad()
     loss = forward_backward(model, microbatches)
     update_successful, grad_norm, _ = optimizer.step()
     if update_successful:
         scheduler.step(increment=1)
-    base_lr = scheduler.get_lr({"max_lr": scheduler.max_lr, "min_lr": scheduler.min_lr})
     return StepResult(loss, grad_norm, base_lr, update_successful)
