@@ -112,7 +112,9 @@ def build_stage_datasets(
     tokenizer = _tokenizer_info(cfg)
     check_stage_files(blend, stage_name, tokenizer.sha256)
     config = GPTDatasetConfig(
-        random_seed=cfg.data.seed,
+        # each stage shuffles with its own seed, so a dataset shared with an earlier stage is
+        # not replayed in the same order
+        random_seed=cfg.data.seed + list(cfg.data.stages).index(stage_name),
         sequence_length=cfg.data.seq_length or cfg.model.seq_length,
         blend=(blend.prefixes, blend.weights),
         split=cfg.data.split,
