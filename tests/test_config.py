@@ -475,3 +475,12 @@ def test_run_cli_exits_2_with_one_line(capsys):
 ])
 def test_stage_checks_in_a_file(tmp_path, data, message):
     assert message in error_of(write(tmp_path, "x.yaml", data), [])
+
+
+def test_samples_between_follows_the_batch_schedule():
+    train = load_config(ROOT / "recipes" / "xmodel2_1p2b.yaml").train
+    assert train.samples_between(0, 2000) == 2000 * 480
+    assert train.samples_between(1990, 2010) == 10 * 480 + 10 * 960
+    assert train.samples_between(5, 5) == 0
+    brute = sum(train.global_batch_size_at(s) for s in range(1500, 4321))
+    assert train.samples_between(1500, 4321) == brute

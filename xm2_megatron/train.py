@@ -13,24 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from xm2_megatron.config import ConfigError, ExperimentConfig, load_config, run_cli
+from xm2_megatron.config import ExperimentConfig, load_config, run_cli
 from xm2_megatron.runtime import detect_launch_env
-
-
-def _check_supported(cfg: ExperimentConfig) -> ExperimentConfig:
-    if cfg.data.kind != "synthetic":
-        raise ConfigError(
-            f"data.kind={cfg.data.kind!r} is not available in this version of the trainer; "
-            "allowed: 'synthetic'"
-        )
-    return cfg
 
 
 def train(cfg: ExperimentConfig) -> list[dict]:
     """Run the recipe on this process's share of the job; returns the logged records."""
     from megatron.core import parallel_state
 
-    from xm2_megatron.data.synthetic import rank_microbatches
+    from xm2_megatron.data.stream import StageDataStream
     from xm2_megatron.model import build_model, count_parameters
     from xm2_megatron.runtime import init_runtime, shutdown_runtime
     from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
@@ -39,8 +30,8 @@ def train(cfg: ExperimentConfig) -> list[dict]:
     runtime = init_runtime(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.train.seed)
     model = wrap_with_ddp(cfg, build_model(cfg))
     optimizer, scheduler = build_optimizer(cfg, model)
-    dp_rank = parallel_state.get_data_parallel_rank()
     dp_size = parallel_state.get_data_parallel_world_size()
+    stream = StageDataStream(cfg, parallel_state.get_data_parallel_rank(), dp_size)
     run_dir = Path(cfg.logging.output_dir) / cfg.name
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -50,19 +41,16 @@ def train(cfg: ExperimentConfig) -> list[dict]:
             f"PP {cfg.parallel.pipeline_parallel}, DP {dp_size}) | {runtime.device} {runtime.backend}",
             flush=True,
         )
-    records, consumed = [], 0
+    records = []
     for step in range(cfg.train.steps):
         global_batch = cfg.train.global_batch_size_at(step)
-        microbatches = rank_microbatches(
-            consumed, global_batch, cfg.train.micro_batch_size, dp_rank, dp_size,
-            cfg.model.seq_length, cfg.model.vocab_size, cfg.data.seed,
-        )
         start = time.perf_counter()
+        stage, microbatches = stream.microbatches(step)
         result = train_step(model, optimizer, scheduler, microbatches)
         elapsed = time.perf_counter() - start
-        consumed += global_batch
         record = {
             "step": step + 1,
+            "stage": stage,
             "loss": result.loss,
             "lr": result.lr,
             "grad_norm": result.grad_norm,
@@ -72,7 +60,8 @@ def train(cfg: ExperimentConfig) -> list[dict]:
         records.append(record)
         if runtime.is_main and (step + 1) % cfg.train.log_interval == 0:
             print(
-                f"step {step + 1:>6}/{cfg.train.steps} | loss {result.loss:.4f} | lr {result.lr:.3e} | "
+                f"step {step + 1:>6}/{cfg.train.steps} | {stage} | loss {result.loss:.4f} | "
+                f"lr {result.lr:.3e} | "
                 f"grad {result.grad_norm:.3f} | batch {global_batch} | "
                 f"{record['tokens_per_s']:,.0f} tok/s",
                 flush=True,
@@ -93,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     world_size = detect_launch_env().world_size
     cfg = run_cli(load_config, args.recipe, args.overrides, world_size=world_size)
-    run_cli(_check_supported, cfg)
-    train(cfg)
+    run_cli(train, cfg)
     return 0
 
 

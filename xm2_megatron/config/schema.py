@@ -178,6 +178,13 @@ class TrainConfig:
                 size = change.global_batch_size
         return size
 
+    def samples_between(self, start: int, stop: int) -> int:
+        """Sequences consumed by optimizer steps ``start`` .. ``stop - 1`` (closed form)."""
+        if stop <= start:
+            return 0
+        points = sorted({start, stop} | {c.step for c in self.batch_size_schedule if start < c.step < stop})
+        return sum(self.global_batch_size_at(a) * (b - a) for a, b in zip(points, points[1:]))
+
     def validate(self) -> None:
         _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval")
         _one_of("train.precision", self.precision, PRECISIONS)

@@ -74,7 +74,7 @@ def stage_step_ranges(cfg: ExperimentConfig) -> dict[str, range]:
 
 def stage_num_samples(cfg: ExperimentConfig) -> dict[str, int]:
     """Training samples each stage consumes, following the batch-size schedule."""
-    return {name: sum(cfg.train.global_batch_size_at(step) for step in steps)
+    return {name: cfg.train.samples_between(steps.start, steps.stop)
             for name, steps in stage_step_ranges(cfg).items()}
 
 

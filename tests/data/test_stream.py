@@ -1,0 +1,81 @@
+"""The per-step data stream: stage switches, the batch-size schedule, DP splits and resume."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from xm2_megatron.data.mixture import stage_blend
+from xm2_megatron.data.stream import StageDataStream
+from tests.data.conftest import mixture_config
+
+pytestmark = pytest.mark.usefixtures("megatron_runtime")
+
+
+def _global_batch(cfg, step, dp_size=2):
+    """The whole global batch of ``step``, gathered over simulated DP ranks in rank order."""
+    stages, batches = set(), []
+    for rank in range(dp_size):
+        stage, microbatches = StageDataStream(cfg, rank, dp_size).microbatches(step)
+        stages.add(stage)
+        batches += microbatches
+    (stage,) = stages
+    return stage, {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
+
+
+def test_positions_follow_stages_and_batch_schedule(corpus):
+    stream = StageDataStream(mixture_config(corpus), 0, 1)
+    assert [stream.stage_at(s) for s in (0, 29, 30, 39)] == ["stable", "stable", "decay", "decay"]
+    assert stream.consumed_before(30) == {"stable": 20 * 8 + 10 * 16, "decay": 0}
+    assert stream.consumed_before(35) == {"stable": 320, "decay": 5 * 16}
+    with pytest.raises(IndexError):
+        stream.stage_at(40)
+
+
+def test_stage_switch_changes_what_is_sampled(corpus):
+    """Count samples per source before and after the switch at step 30."""
+    cfg = mixture_config(corpus)
+    before = torch.cat([_global_batch(cfg, s)[1]["dataset_id"] for s in range(20, 30)])
+    after = torch.cat([_global_batch(cfg, s)[1]["dataset_id"] for s in range(30, 40)])
+    assert len(before) == len(after) == 160  # 10 steps of 16 after the batch-size change
+    # stable: web 3 : code 1 (blend ids 0, 1); no SFT dataset exists in that stage
+    assert abs(int((before == 0).sum()) - 120) <= 2 and int((before == 1).sum()) >= 38
+    # decay: ids 2 and 3 are the SFT datasets, 64% of the samples
+    categories = stage_blend(cfg.data.stages["decay"]).categories
+    sft = sum(categories[i] is not None for i in after.tolist())
+    assert abs(sft - 0.64 * 160) <= 2
+
+
+def test_resumed_stream_reads_what_the_uninterrupted_one_reads(corpus):
+    cfg = mixture_config(corpus)
+    running = StageDataStream(cfg, 0, 1)
+    seen = [running.microbatches(s)[1] for s in range(28, 33)]
+    resumed = StageDataStream(cfg, 0, 1)  # a new process starting at step 31
+    for step in (31, 32):
+        for a, b in zip(seen[step - 28], resumed.microbatches(step)[1]):
+            assert torch.equal(a["tokens"], b["tokens"])
+
+
+def test_data_parallel_ranks_split_the_same_global_batch(corpus):
+    cfg = mixture_config(corpus)
+    for step in (5, 25, 35):
+        _, one = _global_batch(cfg, step, dp_size=1)
+        _, two = _global_batch(cfg, step, dp_size=2)
+        assert torch.equal(one["tokens"], two["tokens"])
+        assert one["tokens"].shape[0] == cfg.train.global_batch_size_at(step)
+
+
+def test_entry_point_trains_across_the_stage_switch(corpus, tmp_path):
+    mixture_config(corpus)  # writes corpus/recipe.yaml
+    overrides = ["train.steps=12", "data.stages.decay.start_step=8", "schedule.decay_start=8",
+                 "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
+                 f"logging.output_dir={tmp_path}"]
+    result = subprocess.run([sys.executable, "-m", "xm2_megatron.train", str(corpus / "recipe.yaml"),
+                             *overrides], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in open(tmp_path / "recipe" / "metrics.jsonl")]
+    assert [r["stage"] for r in records] == ["stable"] * 8 + ["decay"] * 4
+    assert [r["global_batch"] for r in records] == [8] * 4 + [16] * 8
+    assert records[7]["loss"] < records[0]["loss"] - 1.0
