@@ -2,7 +2,8 @@
 
 Launch it as one process, under ``torchrun --nproc_per_node N``, or under ``srun``; the
 parallel layout comes from the recipe (``parallel.*``) and the world size. Exit codes:
-0 done, 2 bad configuration.
+0 done, 2 bad configuration or data, 3 stopped after ``train.max_skipped_steps`` consecutive
+non-finite (NaN/Inf) steps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from pathlib import Path
 
 from xm2_megatron.config import ExperimentConfig, load_config, run_cli
 from xm2_megatron.runtime import detect_launch_env
+
+
+EXIT_DIVERGED = 3
+
+
+class Diverged(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
 
 
 def train(cfg: ExperimentConfig) -> list[dict]:
@@ -41,19 +49,27 @@ def train(cfg: ExperimentConfig) -> list[dict]:
             f"PP {cfg.parallel.pipeline_parallel}, DP {dp_size}) | {runtime.device} {runtime.backend}",
             flush=True,
         )
-    records = []
+    records, skipped_in_a_row, skipped = [], 0, 0
     for step in range(cfg.train.steps):
         global_batch = cfg.train.global_batch_size_at(step)
         start = time.perf_counter()
         stage, microbatches = stream.microbatches(step)
         result = train_step(model, optimizer, scheduler, microbatches)
         elapsed = time.perf_counter() - start
+        skipped_in_a_row = 0 if result.update_successful else skipped_in_a_row + 1
+        skipped += not result.update_successful
+        if skipped_in_a_row >= cfg.train.max_skipped_steps:
+            raise Diverged(
+                f"stopping at step {step + 1}: {skipped_in_a_row} consecutive steps had a "
+                f"non-finite loss or gradient (loss {result.loss}); no update was applied in "
+                f"them (train.max_skipped_steps={cfg.train.max_skipped_steps})")
         record = {
             "step": step + 1,
             "stage": stage,
             "loss": result.loss,
             "lr": result.lr,
             "grad_norm": result.grad_norm,
+            "skipped": skipped,
             "global_batch": global_batch,
             "tokens_per_s": global_batch * cfg.model.seq_length / elapsed,
         }
@@ -62,7 +78,8 @@ def train(cfg: ExperimentConfig) -> list[dict]:
             print(
                 f"step {step + 1:>6}/{cfg.train.steps} | {stage} | loss {result.loss:.4f} | "
                 f"lr {result.lr:.3e} | "
-                f"grad {result.grad_norm:.3f} | batch {global_batch} | "
+                f"grad {result.grad_norm or float('nan'):.3f} | batch {global_batch} | "
+                f"{'skipped ' + str(skipped) + ' | ' if skipped else ''}"
                 f"{record['tokens_per_s']:,.0f} tok/s",
                 flush=True,
             )
@@ -82,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     world_size = detect_launch_env().world_size
     cfg = run_cli(load_config, args.recipe, args.overrides, world_size=world_size)
-    run_cli(train, cfg)
+    try:
+        run_cli(train, cfg)
+    except Diverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
     return 0
 
 

@@ -168,6 +168,7 @@ class TrainConfig:
     seed: int = 1234  # model init / dropout seed
     precision: str = "bf16"  # fp32 | bf16 | fp8
     log_interval: int = 1  # log every N steps
+    max_skipped_steps: int = 5  # consecutive non-finite (NaN/Inf) steps that stop the run
     recompute: bool = False  # full activation recomputation
 
     def global_batch_size_at(self, step: int) -> int:
@@ -186,7 +187,8 @@ class TrainConfig:
         return sum(self.global_batch_size_at(a) * (b - a) for a, b in zip(points, points[1:]))
 
     def validate(self) -> None:
-        _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval")
+        _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval",
+                  "max_skipped_steps")
         _one_of("train.precision", self.precision, PRECISIONS)
         previous = None
         for i, change in enumerate(self.batch_size_schedule):

@@ -7,6 +7,7 @@ every micro-batch split computes the same gradient.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -78,11 +79,30 @@ def forward_backward(model, microbatches: list[dict], forward_only: bool = False
     return _global_mean_loss(reports)
 
 
+def gradients_are_finite(model) -> bool:
+    """Whether every rank's gradient buffers are free of NaN/Inf (one sum per buffer and a
+    one-element all-reduce; a NaN or Inf anywhere makes a buffer's sum non-finite)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bad = torch.zeros(1, device=device)
+    for chunk in model:
+        for buffer in chunk.buffers + chunk.expert_parallel_buffers:
+            bad += (~torch.isfinite(buffer.grad_data.sum())).float()
+    torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    return bool(bad.item() == 0)
+
+
 def train_step(model, optimizer, scheduler, microbatches: list[dict]) -> StepResult:
-    """Forward, backward, clip and update; the scheduler advances after a good update."""
+    """Forward, backward, clip and update; the scheduler advances after a good update.
+
+    A non-finite loss or gradient skips the update (``update_successful`` False) on every
+    rank alike; the weights, optimizer state and learning rate stay as they were.
+    """
     base_lr = scheduler.get_lr({"max_lr": scheduler.max_lr, "min_lr": scheduler.min_lr})
     optimizer.zero_grad()
     loss = forward_backward(model, microbatches)
+    if not (math.isfinite(loss) and gradients_are_finite(model)):
+        optimizer.zero_grad()
+        return StepResult(loss, None, base_lr, False)
     update_successful, grad_norm, _ = optimizer.step()
     if update_successful:
         scheduler.step(increment=1)
