@@ -9,7 +9,6 @@ non-finite (NaN/Inf) steps.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,14 @@ class Diverged(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-def train(cfg: ExperimentConfig) -> list[dict]:
-    """Run the recipe on this process's share of the job; returns the logged records."""
+def train(cfg: ExperimentConfig) -> None:
+    """Run the recipe on this process's share of the job."""
     from megatron.core import parallel_state
 
     from xm2_megatron.data.stream import StageDataStream
-    from xm2_megatron.model import build_model, count_parameters
+    from xm2_megatron.model import build_model, count_parameters, training_flops_per_token
     from xm2_megatron.runtime import init_runtime, shutdown_runtime
+    from xm2_megatron.training.monitor import Monitor
     from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
     from xm2_megatron.training.step import train_step
 
@@ -40,56 +40,44 @@ def train(cfg: ExperimentConfig) -> list[dict]:
     optimizer, scheduler = build_optimizer(cfg, model)
     dp_size = parallel_state.get_data_parallel_world_size()
     stream = StageDataStream(cfg, parallel_state.get_data_parallel_rank(), dp_size)
-    run_dir = Path(cfg.logging.output_dir) / cfg.name
+    seq_length = cfg.data.seq_length or cfg.model.seq_length
+    monitor = None
     if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         print(
             f"xm2-megatron: {cfg.name} | {count_parameters(cfg.model).total / 1e6:.2f}M params | "
             f"world {runtime.env.world_size} (TP {cfg.parallel.tensor_parallel}, "
             f"PP {cfg.parallel.pipeline_parallel}, DP {dp_size}) | {runtime.device} {runtime.backend}",
             flush=True,
         )
-    records, skipped_in_a_row, skipped = [], 0, 0
-    for step in range(cfg.train.steps):
-        global_batch = cfg.train.global_batch_size_at(step)
-        start = time.perf_counter()
-        stage, microbatches = stream.microbatches(step)
-        result = train_step(model, optimizer, scheduler, microbatches)
-        elapsed = time.perf_counter() - start
-        skipped_in_a_row = 0 if result.update_successful else skipped_in_a_row + 1
-        skipped += not result.update_successful
-        if skipped_in_a_row >= cfg.train.max_skipped_steps:
-            raise Diverged(
-                f"stopping at step {step + 1}: {skipped_in_a_row} consecutive steps had a "
-                f"non-finite loss or gradient (loss {result.loss}); no update was applied in "
-                f"them (train.max_skipped_steps={cfg.train.max_skipped_steps})")
-        record = {
-            "step": step + 1,
-            "stage": stage,
-            "loss": result.loss,
-            "lr": result.lr,
-            "grad_norm": result.grad_norm,
-            "skipped": skipped,
-            "global_batch": global_batch,
-            "tokens_per_s": global_batch * cfg.model.seq_length / elapsed,
-        }
-        records.append(record)
-        if runtime.is_main and (step + 1) % cfg.train.log_interval == 0:
-            print(
-                f"step {step + 1:>6}/{cfg.train.steps} | {stage} | loss {result.loss:.4f} | "
-                f"lr {result.lr:.3e} | "
-                f"grad {result.grad_norm or float('nan'):.3f} | batch {global_batch} | "
-                f"{'skipped ' + str(skipped) + ' | ' if skipped else ''}"
-                f"{record['tokens_per_s']:,.0f} tok/s",
-                flush=True,
-            )
-    if runtime.is_main:
-        with open(run_dir / "metrics.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        print(f"done: {cfg.train.steps} steps, final loss {records[-1]['loss']:.4f}; "
-              f"metrics in {run_dir / 'metrics.jsonl'}", flush=True)
+        monitor = Monitor(cfg, Path(cfg.logging.output_dir) / cfg.name,
+                          training_flops_per_token(cfg.model, seq_length), runtime.env.world_size,
+                          device=runtime.device)
+    exit_code, skipped_in_a_row = 1, 0
+    try:
+        for step in range(cfg.train.steps):
+            start = time.perf_counter()
+            stage, microbatches = stream.microbatches(step)
+            result = train_step(model, optimizer, scheduler, microbatches)
+            elapsed = time.perf_counter() - start
+            skipped_in_a_row = 0 if result.update_successful else skipped_in_a_row + 1
+            if monitor is not None:
+                monitor.log_step(step + 1, stage, result.loss, result.lr, result.grad_norm,
+                                 tokens=cfg.train.global_batch_size_at(step) * seq_length,
+                                 seconds=elapsed, skipped=not result.update_successful)
+            if skipped_in_a_row >= cfg.train.max_skipped_steps:
+                exit_code = EXIT_DIVERGED
+                raise Diverged(
+                    f"stopping at step {step + 1}: {skipped_in_a_row} consecutive steps had a "
+                    f"non-finite loss or gradient (loss {result.loss}); no update was applied in "
+                    f"them (train.max_skipped_steps={cfg.train.max_skipped_steps})")
+        exit_code = 0
+    finally:
+        if monitor is not None:
+            monitor.finish(exit_code)
+            if exit_code == 0:
+                print(f"done: {cfg.train.steps} steps; metrics and plots in {monitor.run_dir}",
+                      flush=True)
     shutdown_runtime()
-    return records
 
 
 def main(argv: list[str] | None = None) -> int:
