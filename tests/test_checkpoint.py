@@ -1,0 +1,210 @@
+"""Checkpoints: finding the one to resume from, keep-last-k, a resume that equals the
+uninterrupted run, and a save killed with SIGKILL.
+
+The runs use the tiny parity model (fp32, µP, tied, GQA) with a WSD schedule whose warmup
+ends and decay starts right after the resume step, each in a fresh process.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.launch import run_worker
+from xm2_megatron.training import checkpoint
+from xm2_megatron.training.checkpoint import (
+    LATEST,
+    StopSignal,
+    complete_checkpoints,
+    find_checkpoint,
+    read_checkpoint_config,
+)
+
+WORKER = Path(__file__).parent / "distributed" / "checkpoint_worker.py"
+TOLERANCE = 1e-6
+
+
+def _fake_checkpoint(directory: Path, step: int, complete: bool = True) -> Path:
+    """A folder with the files that make a step folder complete (contents do not matter)."""
+    path = directory / checkpoint.step_dir_name(step)
+    path.mkdir(parents=True)
+    names = ["metadata.json", "common.pt", checkpoint.RNG_FILE] if complete else ["common.pt"]
+    for name in names:
+        (path / name).write_text("x")
+    return path
+
+
+def _mark(directory: Path, text: str) -> None:
+    (directory / LATEST).write_text(text)
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _run(out: Path, *args: str) -> dict:
+    run_worker(WORKER, [*args, "--out", str(out)])
+    return json.loads(out.read_text())
+
+
+# ----------------------------------------------------------------------------- finding
+
+
+def test_marker_names_the_checkpoint(tmp_path):
+    first, _ = _fake_checkpoint(tmp_path, 1), _fake_checkpoint(tmp_path, 2)
+    _mark(tmp_path, "iter_0000001\n")
+    assert find_checkpoint(tmp_path) == first
+
+
+@pytest.mark.parametrize(
+    "marker", [None, "", "garbage", "iter_0000009", "iter_0000003", "../iter_0000001"]
+)
+def test_bad_marker_falls_back_to_newest_complete(tmp_path, marker):
+    _fake_checkpoint(tmp_path, 1)
+    newest = _fake_checkpoint(tmp_path, 2)
+    _fake_checkpoint(tmp_path, 3, complete=False)  # a partial folder is never picked
+    if marker is not None:
+        _mark(tmp_path, marker)
+    assert find_checkpoint(tmp_path) == newest
+
+
+def test_temp_folders_are_ignored(tmp_path):
+    only = _fake_checkpoint(tmp_path, 1)
+    tmp = tmp_path / ".tmp_iter_0000002_abcd1234"
+    tmp.mkdir()
+    for name in ("metadata.json", "common.pt", checkpoint.RNG_FILE):
+        (tmp / name).write_text("x")
+    assert complete_checkpoints(tmp_path) == [only]
+    assert find_checkpoint(tmp_path) == only
+
+
+def test_step_folder_and_empty_directory(tmp_path):
+    step_dir = _fake_checkpoint(tmp_path / "run", 5)
+    assert find_checkpoint(step_dir) == step_dir
+    assert find_checkpoint(tmp_path / "missing") is None
+    assert find_checkpoint(tmp_path) is None
+
+
+def test_commit_marks_then_keeps_last(tmp_path):
+    for step in (1, 2, 3):
+        _fake_checkpoint(tmp_path, step)
+    tmp = tmp_path / ".tmp_iter_0000004_abcd1234"
+    (tmp / "sub").mkdir(parents=True)
+    for name in ("metadata.json", "common.pt", checkpoint.RNG_FILE, "sub/shard"):
+        (tmp / name).write_text("x")
+    checkpoint._commit(tmp, tmp_path / "iter_0000004", keep_last=2)
+    assert _names(tmp_path) == ["iter_0000003", "iter_0000004", LATEST]
+    assert (tmp_path / LATEST).read_text() == "iter_0000004\n"
+
+
+def test_next_save_removes_leftovers(tmp_path):
+    (tmp_path / ".tmp_iter_0000002_abcd1234" / "x").mkdir(parents=True)
+    (tmp_path / ".tmp_latest_abcd1234").write_text("iter_0000002")
+    kept = _fake_checkpoint(tmp_path, 1)
+    checkpoint._remove_leftovers(tmp_path)
+    assert _names(tmp_path) == [kept.name]
+
+
+# ----------------------------------------------------------------------------- in process
+
+
+def test_no_checkpoint_loads_nothing(megatron_runtime, tmp_path):
+    assert checkpoint.load_checkpoint(tmp_path, model=[], optimizer=None, scheduler=None) is None
+
+
+def test_stop_signal_is_agreed(megatron_runtime):
+    stop = StopSignal()
+    try:
+        assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.requested()
+    finally:
+        stop.restore()
+
+
+def test_optimizer_kind_mismatch_is_explained(megatron_runtime, tiny_config, reference):
+    from xm2_megatron.model import build_model
+    from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+
+    cfg = tiny_config("optimizer.use_distributed_optimizer=true")
+    model = wrap_with_ddp(cfg, build_model(cfg))
+    optimizer, scheduler = build_optimizer(cfg, model)
+    with pytest.raises(ValueError, match="use_distributed_optimizer=False"):
+        checkpoint.load_checkpoint(reference["dir"], model, optimizer, scheduler)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """6 uninterrupted steps, saving after steps 2, 3 and 4 and keeping the last 2."""
+    out = tmp_path_factory.mktemp("ckpt_reference")
+    result = _run(out / "ref.json", "--save", str(out / "ckpt"), "--save-at", "2", "3", "4",
+                  "--keep-last", "2")
+    return {"dir": out / "ckpt", **result}
+
+
+def test_keep_last_and_marker(reference):
+    directory = reference["dir"]
+    assert _names(directory) == ["iter_0000003", "iter_0000004", LATEST]
+    assert (directory / LATEST).read_text().strip() == "iter_0000004"
+    config = read_checkpoint_config(directory / "iter_0000004")
+    assert config["schedule"]["warmup_steps"] == 4 and config["train"]["global_batch_size"] == 8
+
+
+def test_resume_equals_uninterrupted(reference, tmp_path):
+    """Stopped after step 3 and resumed in a fresh process: the same losses and lrs at
+    steps 3-5, across the end of warmup (step 3) and the start of decay (step 4)."""
+    resumed = _run(tmp_path / "resumed.json", "--load", str(reference["dir"] / "iter_0000003"))
+    assert resumed["restored"] == {
+        "step": 3, "stage": "stable", "consumed_samples": {"stable": 24}, "wandb_run_id": "abc",
+    }
+    assert list(resumed["losses"]) == ["3", "4", "5"]
+    for step, loss in resumed["losses"].items():
+        assert abs(loss - reference["losses"][step]) <= TOLERANCE, (step, loss)
+        assert resumed["lrs"][step] == reference["lrs"][step]
+    assert len(set(reference["lrs"].values())) == 5  # warmup, stable and decay lrs all differ
+    assert resumed["rng_draws"]["3"] == reference["rng_draws"]["3"]  # python, numpy, torch, tracker
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited {process.returncode}: {process.stderr.read()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("the save never reached its commit")
+        time.sleep(0.2)
+
+
+def test_sigkill_during_save_keeps_previous(reference, tmp_path):
+    directory = tmp_path / "ckpt"
+    out = tmp_path / "killed.json"
+    cmd = [sys.executable, str(WORKER), "--steps", "2", "--save", str(directory),
+           "--save-at", "1", "2", "--hang-in-commit", "--out", str(out)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        _wait_for(out.with_suffix(".ready"), process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".tmp_iter_0000002_")]
+    assert len(leftovers) == 1 and (directory / leftovers[0] / "metadata.json").exists()
+    assert (directory / LATEST).read_text().strip() == "iter_0000001"
+    assert find_checkpoint(directory) == directory / "iter_0000001"
+
+    resumed = _run(tmp_path / "resumed.json", "--load", str(directory), "--steps", "3",
+                   "--save", str(directory), "--save-at", "3")
+    assert resumed["restored"]["step"] == 1
+    for step, loss in resumed["losses"].items():
+        assert abs(loss - reference["losses"][step]) <= TOLERANCE, (step, loss)
+    assert _names(directory) == ["iter_0000001", "iter_0000003", LATEST]
+    assert (directory / LATEST).read_text().strip() == "iter_0000003"
