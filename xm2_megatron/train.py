@@ -1,9 +1,13 @@
 """The training entry point: ``python -m xm2_megatron.train RECIPE [key=value ...]``.
 
 Launch it as one process, under ``torchrun --nproc_per_node N``, or under ``srun``; the
-parallel layout comes from the recipe (``parallel.*``) and the world size. Exit codes:
-0 done, 2 bad configuration or data, 3 stopped after ``train.max_skipped_steps`` consecutive
-non-finite (NaN/Inf) steps.
+parallel layout comes from the recipe (``parallel.*``) and the world size. Checkpoints go to
+``checkpoint.dir`` every ``checkpoint.interval`` steps and at the end; a run whose
+``checkpoint.dir`` (or ``checkpoint.load``) holds a checkpoint resumes from it.
+
+Exit codes: 0 done; 2 bad configuration or data; 3 stopped after
+``train.max_skipped_steps`` consecutive non-finite (NaN/Inf) steps; 75 saved and stopped on
+SIGTERM/SIGUSR1 or ``train.time_limit_minutes`` (resume by running the same command again).
 """
 
 from __future__ import annotations
@@ -18,26 +22,35 @@ from xm2_megatron.runtime import detect_launch_env
 
 
 EXIT_DIVERGED = 3
+EXIT_STOPPED = 75  # EX_TEMPFAIL: saved at a step boundary, to be resumed (Slurm requeue)
 
 
 class Diverged(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-def train(cfg: ExperimentConfig) -> None:
-    """Run the recipe on this process's share of the job."""
+def train(cfg: ExperimentConfig) -> int:
+    """Run (or resume) the recipe on this process's share of the job; returns the exit code."""
+    import torch
     from megatron.core import parallel_state
 
+    from xm2_megatron.config import config_to_dict
     from xm2_megatron.data.stream import StageDataStream
     from xm2_megatron.model import build_model, count_parameters, training_flops_per_token
     from xm2_megatron.runtime import init_runtime, shutdown_runtime
+    from xm2_megatron.training.checkpoint import StopSignal, load_checkpoint, save_checkpoint
     from xm2_megatron.training.monitor import Monitor
     from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
     from xm2_megatron.training.step import train_step
 
+    started = time.monotonic()
     runtime = init_runtime(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.train.seed)
+    stop = StopSignal()
     model = wrap_with_ddp(cfg, build_model(cfg))
     optimizer, scheduler = build_optimizer(cfg, model)
+    resume_from = cfg.checkpoint.load or cfg.checkpoint.dir
+    state = load_checkpoint(resume_from, model, optimizer, scheduler) if resume_from else None
+    first_step = state["step"] if state else 0
     dp_size = parallel_state.get_data_parallel_world_size()
     stream = StageDataStream(cfg, parallel_state.get_data_parallel_rank(), dp_size)
     seq_length = cfg.data.seq_length or cfg.model.seq_length
@@ -46,20 +59,38 @@ def train(cfg: ExperimentConfig) -> None:
         print(
             f"xm2-megatron: {cfg.name} | {count_parameters(cfg.model).total / 1e6:.2f}M params | "
             f"world {runtime.env.world_size} (TP {cfg.parallel.tensor_parallel}, "
-            f"PP {cfg.parallel.pipeline_parallel}, DP {dp_size}) | {runtime.device} {runtime.backend}",
+            f"PP {cfg.parallel.pipeline_parallel}, DP {dp_size}) | {runtime.device} {runtime.backend}"
+            + (f" | resumed at step {first_step} from {resume_from}" if state else ""),
             flush=True,
         )
         monitor = Monitor(cfg, Path(cfg.logging.output_dir) / cfg.name,
                           training_flops_per_token(cfg.model, seq_length), runtime.env.world_size,
-                          device=runtime.device)
+                          resume_run_id=state.get("wandb_run_id") if state else None,
+                          start_step=first_step, device=runtime.device)
+    run_id = [monitor.run_id if monitor else None]
+    torch.distributed.broadcast_object_list(run_id, src=0)
+    skipped = state.get("skipped_steps", 0) if state else 0
+
+    def save(completed: int) -> None:
+        if cfg.checkpoint.dir is None:
+            return
+        train_state = {"stage": stream.stage_at(completed - 1), "skipped_steps": skipped,
+                       "consumed_samples": stream.consumed_before(completed),
+                       "wandb_run_id": run_id[0]}
+        path = save_checkpoint(cfg.checkpoint.dir, completed, model, optimizer, scheduler,
+                               train_state, config_to_dict(cfg), cfg.checkpoint.keep_last)
+        if runtime.is_main:
+            print(f"saved checkpoint {path}", flush=True)
+
     exit_code, skipped_in_a_row = 1, 0
     try:
-        for step in range(cfg.train.steps):
+        for step in range(first_step, cfg.train.steps):
             start = time.perf_counter()
             stage, microbatches = stream.microbatches(step)
             result = train_step(model, optimizer, scheduler, microbatches)
             elapsed = time.perf_counter() - start
             skipped_in_a_row = 0 if result.update_successful else skipped_in_a_row + 1
+            skipped += not result.update_successful
             if monitor is not None:
                 monitor.log_step(step + 1, stage, result.loss, result.lr, result.grad_norm,
                                  tokens=cfg.train.global_batch_size_at(step) * seq_length,
@@ -70,14 +101,29 @@ def train(cfg: ExperimentConfig) -> None:
                     f"stopping at step {step + 1}: {skipped_in_a_row} consecutive steps had a "
                     f"non-finite loss or gradient (loss {result.loss}); no update was applied in "
                     f"them (train.max_skipped_steps={cfg.train.max_skipped_steps})")
+            limit = cfg.train.time_limit_minutes
+            stop.received |= limit is not None and time.monotonic() - started > 60 * limit
+            last = step + 1 == cfg.train.steps
+            if stop.requested() and not last:
+                save(step + 1)
+                exit_code = EXIT_STOPPED
+                if runtime.is_main:
+                    print(f"stopped at step {step + 1} on request (signal or time limit); "
+                          f"exit {EXIT_STOPPED}", flush=True)
+                return exit_code
+            interval = cfg.checkpoint.interval
+            if last or (interval is not None and (step + 1) % interval == 0):
+                save(step + 1)
         exit_code = 0
     finally:
+        stop.restore()
         if monitor is not None:
             monitor.finish(exit_code)
             if exit_code == 0:
                 print(f"done: {cfg.train.steps} steps; metrics and plots in {monitor.run_dir}",
                       flush=True)
     shutdown_runtime()
+    return exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,11 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     world_size = detect_launch_env().world_size
     cfg = run_cli(load_config, args.recipe, args.overrides, world_size=world_size)
     try:
-        run_cli(train, cfg)
+        return run_cli(train, cfg)
     except Diverged as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
-    return 0
 
 
 if __name__ == "__main__":

@@ -169,6 +169,8 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 | fp8
     log_interval: int = 1  # log every N steps
     max_skipped_steps: int = 5  # consecutive non-finite (NaN/Inf) steps that stop the run
+    # save and exit (code 75) once this much wall-clock time has passed; None = no limit
+    time_limit_minutes: float | None = None
     recompute: bool = False  # full activation recomputation
 
     def global_batch_size_at(self, step: int) -> int:
@@ -188,7 +190,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval",
-                  "max_skipped_steps")
+                  "max_skipped_steps", "time_limit_minutes")
         _one_of("train.precision", self.precision, PRECISIONS)
         previous = None
         for i, change in enumerate(self.batch_size_schedule):
@@ -314,7 +316,9 @@ class CheckpointConfig:
     dir: str | None = None  # directory to save into; None = do not save
     interval: int | None = None  # save every N steps (and at the end); None = only at the end
     keep_last: int = 3  # checkpoints to keep in dir
-    load: str | None = None  # directory to resume from; None = start fresh
+    # directory (or one iter_* folder) to resume from; None = resume from dir when it holds a
+    # checkpoint (a requeued job picks up where it stopped), else start fresh
+    load: str | None = None
 
     def validate(self) -> None:
         _positive("checkpoint", self, "interval", "keep_last")

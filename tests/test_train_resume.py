@@ -1,0 +1,81 @@
+"""The trainer stopped (SIGKILL after a checkpoint, or SIGUSR1) and run again continues the
+uninterrupted run's losses exactly, across a batch-size change and the start of the decay."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+RECIPE = "recipes/cpu_quickstart.yaml"
+SETUP = ["train.steps=9", "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
+         "schedule.warmup_steps=2", "schedule.decay_start=5", "schedule.half_life_steps=2"]
+
+
+def _command(tmp_path, *extra):
+    return [sys.executable, "-m", "xm2_megatron.train", RECIPE, *SETUP,
+            f"checkpoint.dir={tmp_path / 'ckpt'}", f"logging.output_dir={tmp_path / 'runs'}", *extra]
+
+
+def _losses(tmp_path):
+    """Steps, losses and learning rates logged over the whole run (resumes included)."""
+    with open(tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl") as f:
+        records = [r for r in map(json.loads, f) if "loss" in r]
+    return [r["step"] for r in records], [r["loss"] for r in records], [r["lr"] for r in records]
+
+
+def _assert_same_run(got, want):
+    assert got[0] == want[0]  # every step logged once, in order
+    assert got[1] == pytest.approx(want[1], rel=1e-6)  # losses
+    assert got[2] == pytest.approx(want[2], rel=1e-12)  # learning rates
+
+
+def _wait_for(condition, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run(_command(out), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = _losses(out)
+    assert losses[0] == list(range(1, 10))
+    return losses
+
+
+def test_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path):
+    process = subprocess.Popen(_command(tmp_path, "checkpoint.interval=3"), text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for(lambda: (tmp_path / "ckpt" / "latest").exists(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = subprocess.run(_command(tmp_path, "checkpoint.interval=3"), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed at step" in result.stdout
+    _assert_same_run(_losses(tmp_path), uninterrupted)
+
+
+def test_sigusr1_saves_exits_75_and_resumes(uninterrupted, tmp_path):
+    process = subprocess.Popen(_command(tmp_path), text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    metrics = tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl"
+    _wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, process)
+    process.send_signal(signal.SIGUSR1)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 75, err[-3000:]
+    stopped = int(out.split("stopped at step ")[1].split()[0])
+    assert 2 <= stopped < 9
+    assert (tmp_path / "ckpt" / f"iter_{stopped:07d}").is_dir()
+    result = subprocess.run(_command(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed at step {stopped}" in result.stdout
+    _assert_same_run(_losses(tmp_path), uninterrupted)
