@@ -43,9 +43,10 @@ def test_world_size_not_divisible_by_layout(tmp_path):
     assert "xm2_megatron/" not in result.stderr  # no traceback from the trainer itself
 
 
-def _metrics(directory, name="cpu_quickstart"):
+def _metrics(directory, name="cpu_quickstart", kind="loss"):
+    """The run's training records (``kind="loss"``) or validation records (``"val_loss"``)."""
     with open(os.path.join(directory, name, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+        return [r for r in map(json.loads, f) if kind in r]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,9 @@ def test_quickstart_learns(single_run):
     assert [r["step"] for r in records] == list(range(1, 13))
     assert records[-1]["loss"] < records[0]["loss"] - 2.0
     assert "step     12/12" in result.stdout
+    validation = _metrics(out, kind="val_loss")
+    assert [r["step"] for r in validation] == [10, 12]  # every 10 steps and at the end
+    assert validation[-1]["val_loss"] < records[0]["loss"] - 2.0
 
 
 @pytest.mark.distributed

@@ -41,7 +41,7 @@ def train(cfg: ExperimentConfig) -> int:
     from xm2_megatron.training.checkpoint import StopSignal, load_checkpoint, save_checkpoint
     from xm2_megatron.training.monitor import Monitor
     from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
-    from xm2_megatron.training.step import train_step
+    from xm2_megatron.training.step import forward_backward, train_step
 
     started = time.monotonic()
     runtime = init_runtime(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.train.seed)
@@ -101,9 +101,15 @@ def train(cfg: ExperimentConfig) -> int:
                     f"stopping at step {step + 1}: {skipped_in_a_row} consecutive steps had a "
                     f"non-finite loss or gradient (loss {result.loss}); no update was applied in "
                     f"them (train.max_skipped_steps={cfg.train.max_skipped_steps})")
+            last = step + 1 == cfg.train.steps
+            interval = cfg.train.eval_interval
+            if interval is not None and ((step + 1) % interval == 0 or last):
+                valid_loss = forward_backward(model, stream.validation_microbatches(stage),
+                                              forward_only=True)
+                if monitor is not None:
+                    monitor.log_validation(step + 1, valid_loss)
             limit = cfg.train.time_limit_minutes
             stop.received |= limit is not None and time.monotonic() - started > 60 * limit
-            last = step + 1 == cfg.train.steps
             if stop.requested() and not last:
                 save(step + 1)
                 exit_code = EXIT_STOPPED

@@ -71,11 +71,15 @@ def test_entry_point_trains_across_the_stage_switch(corpus, tmp_path):
     mixture_config(corpus)  # writes corpus/recipe.yaml
     overrides = ["train.steps=12", "data.stages.decay.start_step=8", "schedule.decay_start=8",
                  "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
-                 f"logging.output_dir={tmp_path}"]
+                 "train.eval_interval=4", "train.eval_iters=2", f"logging.output_dir={tmp_path}"]
     result = subprocess.run([sys.executable, "-m", "xm2_megatron.train", str(corpus / "recipe.yaml"),
                              *overrides], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    records = [json.loads(line) for line in open(tmp_path / "recipe" / "metrics.jsonl")]
+    everything = [json.loads(line) for line in open(tmp_path / "recipe" / "metrics.jsonl")]
+    records = [r for r in everything if "loss" in r]
+    validation = [r for r in everything if "val_loss" in r]
+    assert [r["step"] for r in validation] == [4, 8, 12]  # held-out split of each stage's blend
+    assert validation[1]["val_loss"] < validation[0]["val_loss"]
     assert [r["stage"] for r in records] == ["stable"] * 8 + ["decay"] * 4
     assert [r["global_batch"] for r in records] == [8] * 4 + [16] * 8
     assert records[7]["loss"] < records[0]["loss"] - 1.0

@@ -169,6 +169,8 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 | fp8
     log_interval: int = 1  # log every N steps
     max_skipped_steps: int = 5  # consecutive non-finite (NaN/Inf) steps that stop the run
+    eval_interval: int | None = None  # validation loss every N steps (and at the end); None = never
+    eval_iters: int = 4  # micro-batches per data-parallel rank in one validation
     # save and exit (code 75) once this much wall-clock time has passed; None = no limit
     time_limit_minutes: float | None = None
     recompute: bool = False  # full activation recomputation
@@ -190,7 +192,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval",
-                  "max_skipped_steps", "time_limit_minutes")
+                  "max_skipped_steps", "time_limit_minutes", "eval_interval", "eval_iters")
         _one_of("train.precision", self.precision, PRECISIONS)
         previous = None
         for i, change in enumerate(self.batch_size_schedule):

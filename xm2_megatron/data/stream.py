@@ -35,7 +35,8 @@ class StageDataStream:
         indexed = cfg.data.kind == "indexed"
         self.ranges = stage_step_ranges(cfg) if indexed else {SYNTHETIC_STAGE: range(cfg.train.steps)}
         self.lengths = stage_num_samples(cfg) if indexed else {}
-        self._datasets: dict[str, object] = {}
+        self.valid_samples = cfg.train.eval_iters * cfg.train.micro_batch_size * dp_size
+        self._datasets: dict[str, tuple] = {}
 
     def stage_at(self, step: int) -> str:
         """The stage that optimizer step ``step`` belongs to."""
@@ -59,14 +60,29 @@ class StageDataStream:
             model = self.cfg.model
             return stage, rank_microbatches(first, global_batch, micro, self.dp_rank, self.dp_size,
                                             model.seq_length, model.vocab_size, self.cfg.data.seed)
-        dataset = self._train_dataset(stage)
+        dataset = self._datasets_of(stage)[0]
         start = first + self.dp_rank * (global_batch // self.dp_size)
-        return stage, [
-            _collate([dataset[start + i * micro + j] for j in range(micro)])
-            for i in range(global_batch // self.dp_size // micro)
-        ]
+        return stage, self._batches(dataset, start, global_batch // self.dp_size // micro)
 
-    def _train_dataset(self, stage: str):
+    def validation_microbatches(self, stage: str) -> list[dict[str, torch.Tensor]]:
+        """This rank's ``train.eval_iters`` held-out micro-batches of ``stage``: the same ones
+        at every validation, so the curve compares like with like."""
+        micro, iters = self.cfg.train.micro_batch_size, self.cfg.train.eval_iters
+        start = self.dp_rank * iters * micro
+        if stage == SYNTHETIC_STAGE:  # held out: a seed the training stream never uses
+            model = self.cfg.model
+            return rank_microbatches(0, self.valid_samples, micro, self.dp_rank, self.dp_size,
+                                     model.seq_length, model.vocab_size, self.cfg.data.seed + 1)
+        return self._batches(self._datasets_of(stage)[1], start, iters)
+
+    def _batches(self, dataset, start: int, count: int) -> list[dict[str, torch.Tensor]]:
+        micro = self.cfg.train.micro_batch_size
+        return [_collate([dataset[start + i * micro + j] for j in range(micro)])
+                for i in range(count)]
+
+    def _datasets_of(self, stage: str) -> tuple:
+        """(train, valid) blended datasets of a stage, built on first use."""
         if stage not in self._datasets:
-            self._datasets[stage], _ = build_stage_datasets(self.cfg, stage, self.lengths[stage])
+            self._datasets[stage] = build_stage_datasets(
+                self.cfg, stage, self.lengths[stage], self.valid_samples)
         return self._datasets[stage]
