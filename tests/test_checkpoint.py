@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import run_worker
+from tests.distributed.launch import run_worker, wait_for
 from xm2_megatron.training import checkpoint
 from xm2_megatron.training.checkpoint import (
     LATEST,
@@ -173,16 +172,6 @@ def test_resume_equals_uninterrupted(reference, tmp_path):
     assert resumed["rng_draws"]["3"] == reference["rng_draws"]["3"]  # python, numpy, torch, tracker
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"worker exited {process.returncode}: {process.stderr.read()[-4000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError("the save never reached its commit")
-        time.sleep(0.2)
-
-
 def test_sigkill_during_save_keeps_previous(reference, tmp_path):
     directory = tmp_path / "ckpt"
     out = tmp_path / "killed.json"
@@ -192,7 +181,7 @@ def test_sigkill_during_save_keeps_previous(reference, tmp_path):
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
-        _wait_for(out.with_suffix(".ready"), process)
+        wait_for(out.with_suffix(".ready").exists, process)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -2,13 +2,13 @@
 uninterrupted run's losses exactly, across a batch-size change and the start of the decay."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.distributed.launch import wait_for
 
 RECIPE = "recipes/cpu_quickstart.yaml"
 SETUP = ["train.steps=9", "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
@@ -33,14 +33,6 @@ def _assert_same_run(got, want):
     assert got[2] == pytest.approx(want[2], rel=1e-12)  # learning rates
 
 
-def _wait_for(condition, process, timeout=240):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
@@ -54,7 +46,7 @@ def uninterrupted(tmp_path_factory):
 def test_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path):
     process = subprocess.Popen(_command(tmp_path, "checkpoint.interval=3"), text=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _wait_for(lambda: (tmp_path / "ckpt" / "latest").exists(), process)
+    wait_for(lambda: (tmp_path / "ckpt" / "latest").exists(), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     result = subprocess.run(_command(tmp_path, "checkpoint.interval=3"), capture_output=True,
@@ -68,7 +60,7 @@ def test_sigusr1_saves_exits_75_and_resumes(uninterrupted, tmp_path):
     process = subprocess.Popen(_command(tmp_path), text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     metrics = tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl"
-    _wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, process)
+    wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, process)
     process.send_signal(signal.SIGUSR1)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 75, err[-3000:]

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -21,3 +22,14 @@ def run_worker(script: Path, args: list[str], nproc: int = 1, timeout: int = 300
         raise AssertionError(
             f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
         )
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 240) -> None:
+    """Poll ``condition()`` until true; fail with the process's stderr if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"process exited {process.returncode}: {process.stderr.read()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the process")
+        time.sleep(0.2)

@@ -16,7 +16,7 @@ import torch
 from megatron.core import dist_checkpointing, parallel_state
 
 from xm2_megatron.config import load_config
-from xm2_megatron.data.synthetic import rank_microbatches
+from xm2_megatron.data.stream import StageDataStream
 from xm2_megatron.model import build_model
 from xm2_megatron.runtime import init_runtime, shutdown_runtime
 from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
@@ -42,16 +42,6 @@ def _save_gradients(model, directory: Path):
         p.data.copy_(w)
 
 
-def _microbatches(cfg, step: int) -> list[dict]:
-    """This DP rank's micro-batches of global batch ``step``."""
-    gbs = cfg.train.global_batch_size
-    return rank_microbatches(
-        step * gbs, gbs, cfg.train.micro_batch_size,
-        parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size(),
-        cfg.model.seq_length, cfg.model.vocab_size, cfg.data.seed,
-    )
-
-
 def run(args):
     overrides = [f"parallel.tensor_parallel={args.tp}", f"parallel.pipeline_parallel={args.pp}"]
     overrides += args.overrides
@@ -66,16 +56,18 @@ def run(args):
     else:
         dist_checkpointing.load(_sharded_model_state(model), str(Path(args.init)))
     optimizer, scheduler = build_optimizer(cfg, model)
+    stream = StageDataStream(cfg, parallel_state.get_data_parallel_rank(),
+                             parallel_state.get_data_parallel_world_size())
 
     losses = []
     optimizer.zero_grad()
-    losses.append(forward_backward(model, _microbatches(cfg, 0)))
+    losses.append(forward_backward(model, stream.microbatches(0)[1]))
     if not cfg.optimizer.use_distributed_optimizer:
         _save_gradients(model, out / f"grads_{args.name}")
     optimizer.step()
     scheduler.step(increment=1)
     for step in range(1, cfg.train.steps):
-        losses.append(train_step(model, optimizer, scheduler, _microbatches(cfg, step)).loss)
+        losses.append(train_step(model, optimizer, scheduler, stream.microbatches(step)[1]).loss)
     if torch.distributed.get_rank() == 0:
         (out / f"losses_{args.name}.json").write_text(json.dumps(losses))
     shutdown_runtime()

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from xm2_megatron.data.jsonl import atomic_output
+from xm2_megatron.data.jsonl import atomic_output, read_jsonl
 
 MAX_RECORD_CHARS = 16_000  # paragraph groups are cut at about this size
 MAX_CHINESE_RECORD_CHARS = 4_000  # People's Daily has no article marks: ~one article
@@ -199,13 +199,10 @@ def sft_record(task: SftTask, request: dict) -> dict:
 def sft_task_records(task_dir: Path, task: SftTask) -> Iterator[dict]:
     """Records of one task over all its variant folders, each ``doc_id`` once."""
     seen: set = set()
-    for path in sorted(task_dir.glob("*/requests.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                request = json.loads(line)
-                if request["doc_id"] not in seen:
-                    seen.add(request["doc_id"])
-                    yield sft_record(task, request)
+    for line in read_jsonl(sorted(task_dir.glob("*/requests.jsonl.gz"))):
+        if line.record["doc_id"] not in seen:
+            seen.add(line.record["doc_id"])
+            yield sft_record(task, line.record)
 
 
 # ---------------------------------------------------------------- where the sources are
