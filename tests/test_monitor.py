@@ -1,9 +1,7 @@
 """Monitoring: MFU and peak table, the console line and ETA, metrics.jsonl, offline W&B with
 resume, the online-without-key fallback, and the PNG plots."""
 
-import json
 import re
-import struct
 
 import pytest
 import torch
@@ -24,6 +22,7 @@ from xm2_megatron.training.monitor import (
     resolve_wandb_mode,
     wandb_key_available,
 )
+from tests.wandb_offline import isolate_wandb, offline_runs
 from xm2_megatron.training.plots import STAGE_BOUNDARY_GID, plot_loss, save_plots, stage_boundaries
 
 CPU = torch.device("cpu")
@@ -33,54 +32,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """No peak override, no W&B credentials or mode from the machine; W&B's home dirs in tmp."""
-    for name in (PEAK_FLOPS_ENV, "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE",
-                 "WANDB_BASE_URL", "WANDB_DIR", "WANDB_CONSOLE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    monkeypatch.delenv(PEAK_FLOPS_ENV, raising=False)
+    isolate_wandb(monkeypatch, tmp_path)
 
 
 def _cfg(*overrides):
     return load_config("recipes/cpu_quickstart.yaml", ["train.steps=6", "train.log_interval=2",
                                                        *overrides])
-
-
-def _wandb_records(path):
-    """Protobuf records of a ``.wandb`` transaction log (LevelDB log format: 32 KiB blocks of
-    chunks with a 7-byte header crc32/length/type; wandb 0.31 ships no Python reader)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, block, chunk = 7, 32768, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:
-            pos += block - pos % block
-            continue
-        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
-        chunk += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST
-            yield wandb_internal_pb2.Record.FromString(chunk)
-            chunk = b""
-
-
-def _offline_run(run_dir, run_id):
-    """History rows ({key: value}) and config ({key: value}) of every offline run of ``run_id``."""
-    runs = []
-    for directory in sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}")):
-        history, config = [], {}
-        for record in _wandb_records(directory / f"run-{run_id}.wandb"):
-            kind = record.WhichOneof("record_type")
-            if kind == "history":
-                history.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json)
-                                for i in record.history.item})
-            elif kind == "run":
-                config.update({u.key: json.loads(u.value_json) for u in record.run.config.update})
-        runs.append((history, config))
-    return runs
 
 
 # MFU and the peak table
@@ -185,7 +143,7 @@ def test_offline_wandb_run_holds_config_and_metrics_and_resumes(tmp_path, capsys
                         tokens=1024, seconds=1.0)
     second.finish()
 
-    (history1, config1), (history2, config2) = _offline_run(tmp_path, run_id)
+    (history1, config1), (history2, config2) = offline_runs(tmp_path, run_id)
     assert config1["train"]["steps"] == 6 and config1["logging"]["wandb_mode"] == "offline"
     assert config2 == config1
     assert [h["_step"] for h in history1] == [1, 2, 3, 4]

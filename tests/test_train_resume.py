@@ -1,5 +1,6 @@
 """The trainer stopped (SIGKILL after a checkpoint, or SIGUSR1) and run again continues the
-uninterrupted run's losses exactly, across a batch-size change and the start of the decay."""
+uninterrupted run's losses exactly, across a batch-size change and the start of the decay, and
+the same offline W&B run."""
 
 import json
 import signal
@@ -9,10 +10,16 @@ import sys
 import pytest
 
 from tests.distributed.launch import wait_for
+from tests.wandb_offline import isolate_wandb, offline_runs
 
 RECIPE = "recipes/cpu_quickstart.yaml"
 SETUP = ["train.steps=9", "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
          "schedule.warmup_steps=2", "schedule.decay_start=5", "schedule.half_life_steps=2"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_wandb(monkeypatch, tmp_path):
+    isolate_wandb(monkeypatch, tmp_path)
 
 
 def _command(tmp_path, *extra):
@@ -56,9 +63,9 @@ def test_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path):
     _assert_same_run(_losses(tmp_path), uninterrupted)
 
 
-def test_sigusr1_saves_exits_75_and_resumes(uninterrupted, tmp_path):
-    process = subprocess.Popen(_command(tmp_path), text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+def test_sigusr1_saves_exits_75_and_resumes_the_same_wandb_run(uninterrupted, tmp_path):
+    command = _command(tmp_path, "logging.wandb_mode=offline")
+    process = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     metrics = tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, process)
     process.send_signal(signal.SIGUSR1)
@@ -67,7 +74,16 @@ def test_sigusr1_saves_exits_75_and_resumes(uninterrupted, tmp_path):
     stopped = int(out.split("stopped at step ")[1].split()[0])
     assert 2 <= stopped < 9
     assert (tmp_path / "ckpt" / f"iter_{stopped:07d}").is_dir()
-    result = subprocess.run(_command(tmp_path), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resumed at step {stopped}" in result.stdout
     _assert_same_run(_losses(tmp_path), uninterrupted)
+
+    run_dir = tmp_path / "runs" / "cpu_quickstart"
+    (run_id,) = {p.name.rsplit("-", 1)[1] for p in (run_dir / "wandb").glob("offline-run-*")}
+    (first, config), (second, config_again) = offline_runs(run_dir, run_id)
+    assert config["train"]["steps"] == 9 and config_again == config
+    assert [h["_step"] for h in first] == list(range(1, stopped + 1))
+    assert [h["_step"] for h in second] == list(range(stopped + 1, 10))
+    logged = [h["train/loss"] for h in first + second]
+    assert logged == pytest.approx(uninterrupted[1], rel=1e-6)

@@ -33,6 +33,7 @@ def train(cfg: ExperimentConfig) -> int:
     """Run (or resume) the recipe on this process's share of the job; returns the exit code."""
     import torch
     from megatron.core import parallel_state
+    from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
 
     from xm2_megatron.config import config_to_dict
     from xm2_megatron.data.stream import StageDataStream
@@ -70,22 +71,31 @@ def train(cfg: ExperimentConfig) -> int:
     run_id = [monitor.run_id if monitor else None]
     torch.distributed.broadcast_object_list(run_id, src=0)
     skipped = state.get("skipped_steps", 0) if state else 0
+    async_queue = AsyncCallsQueue() if cfg.checkpoint.async_save and cfg.checkpoint.dir else None
 
-    def save(completed: int) -> None:
+    def save(completed: int, wait: bool = False) -> None:
+        """Checkpoint after ``completed`` steps; ``wait`` blocks until an async save is on disk."""
         if cfg.checkpoint.dir is None:
             return
         train_state = {"stage": stream.stage_at(completed - 1), "skipped_steps": skipped,
                        "consumed_samples": stream.consumed_before(completed),
                        "wandb_run_id": run_id[0]}
         path = save_checkpoint(cfg.checkpoint.dir, completed, model, optimizer, scheduler,
-                               train_state, config_to_dict(cfg), cfg.checkpoint.keep_last)
+                               train_state, config_to_dict(cfg), cfg.checkpoint.keep_last,
+                               async_queue=async_queue)
+        if async_queue is not None and wait:
+            async_queue.maybe_finalize_async_calls(blocking=True)
         if runtime.is_main:
-            print(f"saved checkpoint {path}", flush=True)
+            pending = async_queue is not None and not wait
+            print(f"{'saving' if pending else 'saved'} checkpoint {path}"
+                  + (" in the background" if pending else ""), flush=True)
 
     exit_code, skipped_in_a_row = 1, 0
     try:
         for step in range(first_step, cfg.train.steps):
             start = time.perf_counter()
+            if async_queue is not None:
+                async_queue.maybe_finalize_async_calls(blocking=False)
             stage, microbatches = stream.microbatches(step)
             result = train_step(model, optimizer, scheduler, microbatches)
             elapsed = time.perf_counter() - start
@@ -111,16 +121,17 @@ def train(cfg: ExperimentConfig) -> int:
             limit = cfg.train.time_limit_minutes
             stop.received |= limit is not None and time.monotonic() - started > 60 * limit
             if stop.requested() and not last:
-                save(step + 1)
+                save(step + 1, wait=True)
                 exit_code = EXIT_STOPPED
                 if runtime.is_main:
                     print(f"stopped at step {step + 1} on request (signal or time limit); "
                           f"exit {EXIT_STOPPED}", flush=True)
-                return exit_code
+                break
             interval = cfg.checkpoint.interval
             if last or (interval is not None and (step + 1) % interval == 0):
-                save(step + 1)
-        exit_code = 0
+                save(step + 1, wait=last)
+        else:
+            exit_code = 0
     finally:
         stop.restore()
         if monitor is not None:
@@ -128,6 +139,8 @@ def train(cfg: ExperimentConfig) -> int:
             if exit_code == 0:
                 print(f"done: {cfg.train.steps} steps; metrics and plots in {monitor.run_dir}",
                       flush=True)
+    if async_queue is not None:
+        async_queue.close()
     shutdown_runtime()
     return exit_code
 

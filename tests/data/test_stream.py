@@ -1,6 +1,7 @@
 """The per-step data stream: stage switches, the batch-size schedule, DP splits and resume."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import torch
 from xm2_megatron.data.mixture import stage_blend
 from xm2_megatron.data.stream import StageDataStream
 from tests.data.conftest import mixture_config
+from tests.distributed.launch import wait_for
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")
 
@@ -67,19 +69,62 @@ def test_data_parallel_ranks_split_the_same_global_batch(corpus):
         assert one["tokens"].shape[0] == cfg.train.global_batch_size_at(step)
 
 
-def test_entry_point_trains_across_the_stage_switch(corpus, tmp_path):
-    mixture_config(corpus)  # writes corpus/recipe.yaml
-    overrides = ["train.steps=12", "data.stages.decay.start_step=8", "schedule.decay_start=8",
-                 "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
-                 "train.eval_interval=4", "train.eval_iters=2", f"logging.output_dir={tmp_path}"]
-    result = subprocess.run([sys.executable, "-m", "xm2_megatron.train", str(corpus / "recipe.yaml"),
-                             *overrides], capture_output=True, text=True, timeout=300)
+STAGE_SWITCH_RUN = ["train.steps=12", "data.stages.decay.start_step=8", "schedule.decay_start=8",
+                    "train.batch_size_schedule=[{step: 4, global_batch_size: 16}]",
+                    "train.eval_interval=4", "train.eval_iters=2"]
+
+
+def _train(recipe, out, *extra, **popen):
+    command = [sys.executable, "-m", "xm2_megatron.train", str(recipe), *STAGE_SWITCH_RUN,
+               f"logging.output_dir={out}", *extra]
+    if popen:
+        return subprocess.Popen(command, text=True, **popen)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    everything = [json.loads(line) for line in open(tmp_path / "recipe" / "metrics.jsonl")]
-    records = [r for r in everything if "loss" in r]
-    validation = [r for r in everything if "val_loss" in r]
+    return result
+
+
+def _records(out):
+    everything = [json.loads(line) for line in open(out / "recipe" / "metrics.jsonl")]
+    return [r for r in everything if "loss" in r], [r for r in everything if "val_loss" in r]
+
+
+@pytest.fixture(scope="module")
+def stage_switch_run(corpus, tmp_path_factory):
+    """12 uninterrupted steps: batch 8 -> 16 at step 4, stable -> decay at step 8."""
+    mixture_config(corpus)  # writes corpus/recipe.yaml
+    out = tmp_path_factory.mktemp("uninterrupted")
+    _train(corpus / "recipe.yaml", out)
+    return _records(out)
+
+
+def test_entry_point_trains_across_the_stage_switch(stage_switch_run):
+    records, validation = stage_switch_run
     assert [r["step"] for r in validation] == [4, 8, 12]  # held-out split of each stage's blend
     assert validation[1]["val_loss"] < validation[0]["val_loss"]
     assert [r["stage"] for r in records] == ["stable"] * 8 + ["decay"] * 4
     assert [r["global_batch"] for r in records] == [8] * 4 + [16] * 8
     assert records[7]["loss"] < records[0]["loss"] - 1.0
+
+
+def test_sigkill_then_resume_across_the_stage_switch(corpus, stage_switch_run, tmp_path):
+    """Killed after an (async) checkpoint before the batch change or the decay, run again: the
+    same losses at every step, on indexed data whose blend changes at step 8."""
+    save = [f"checkpoint.dir={tmp_path / 'ckpt'}", "checkpoint.interval=3",
+            "checkpoint.async_save=true"]
+    process = _train(corpus / "recipe.yaml", tmp_path, *save, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE)
+    wait_for(lambda: (tmp_path / "ckpt" / "latest").exists(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = _train(corpus / "recipe.yaml", tmp_path, *save)
+    step = int(resumed.stdout.split("resumed at step ")[1].split()[0])
+    assert step in (3, 6)  # before the stage switch (and at 3, before the batch change)
+    records, validation = _records(tmp_path)
+    want_records, want_validation = stage_switch_run
+    assert [r["step"] for r in records] == list(range(1, 13))
+    assert [r["stage"] for r in records] == [r["stage"] for r in want_records]
+    assert [r["loss"] for r in records] == pytest.approx([r["loss"] for r in want_records],
+                                                         rel=1e-6)
+    assert [r["val_loss"] for r in validation if r["step"] > step] == pytest.approx(
+        [r["val_loss"] for r in want_validation if r["step"] > step], rel=1e-6)

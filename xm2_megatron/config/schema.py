@@ -321,6 +321,9 @@ class CheckpointConfig:
     # directory (or one iter_* folder) to resume from; None = resume from dir when it holds a
     # checkpoint (a requeued job picks up where it stopped), else start fresh
     load: str | None = None
+    # write tensors from a background process while training goes on (megatron's async
+    # dist_checkpointing); the save on a stop signal and the last save wait for completion
+    async_save: bool = False
 
     def validate(self) -> None:
         _positive("checkpoint", self, "interval", "keep_last")
