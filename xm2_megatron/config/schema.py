@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TRANSFORMER_IMPLS = ("auto", "local", "transformer_engine")
+LOCAL_ATTENTIONS = ("sdpa", "megatron")
+FP8_RECIPES = ("delayed", "tensorwise")
 ATTENTION_SCALES = ("sqrt", "linear")
 DECAY_STYLES = ("half_life", "linear", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16", "fp8")
@@ -69,6 +71,9 @@ class ModelConfig:
     norm_eps: float = 1e-5  # RMSNorm epsilon
     make_vocab_size_divisible_by: int = 128  # Megatron pads the vocab to a multiple of this x TP
     transformer_impl: str = "auto"  # auto | local | transformer_engine
+    # core attention of the local spec: sdpa = PyTorch's fused scaled_dot_product_attention,
+    # megatron = megatron's unfused DotProductAttention (the TE spec always uses TE's attention)
+    local_attention: str = "sdpa"
 
     @property
     def head_dim(self) -> int:
@@ -80,6 +85,7 @@ class ModelConfig:
                   "num_query_groups", "vocab_size", "seq_length", "rotary_base", "norm_eps",
                   "make_vocab_size_divisible_by")
         _one_of("model.transformer_impl", self.transformer_impl, TRANSFORMER_IMPLS)
+        _one_of("model.local_attention", self.local_attention, LOCAL_ATTENTIONS)
         _divisible("model.hidden_size", self.hidden_size, "model.num_attention_heads",
                    self.num_attention_heads, "the head dimension must be a whole number")
         _divisible("model.num_attention_heads", self.num_attention_heads, "model.num_query_groups",
@@ -167,6 +173,8 @@ class TrainConfig:
     batch_size_schedule: list[BatchChange] = field(default_factory=list)
     seed: int = 1234  # model init / dropout seed
     precision: str = "bf16"  # fp32 | bf16 | fp8
+    # fp8 scaling (Transformer Engine): delayed = amax history, tensorwise = current scaling
+    fp8_recipe: str = "delayed"
     log_interval: int = 1  # log every N steps
     max_skipped_steps: int = 5  # consecutive non-finite (NaN/Inf) steps that stop the run
     eval_interval: int | None = None  # validation loss every N steps (and at the end); None = never
@@ -194,6 +202,7 @@ class TrainConfig:
         _positive("train", self, "steps", "micro_batch_size", "global_batch_size", "log_interval",
                   "max_skipped_steps", "time_limit_minutes", "eval_interval", "eval_iters")
         _one_of("train.precision", self.precision, PRECISIONS)
+        _one_of("train.fp8_recipe", self.fp8_recipe, FP8_RECIPES)
         previous = None
         for i, change in enumerate(self.batch_size_schedule):
             key = f"train.batch_size_schedule[{i}]"

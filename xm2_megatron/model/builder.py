@@ -1,7 +1,8 @@
 """Build the Xmodel-2 decoder as megatron-core ``GPTModel`` chunks.
 
 Llama-style: GQA, SwiGLU, RMSNorm (pre-norm), RoPE, no biases, tied embeddings by default.
-Transformer Engine layers on a GPU that has TE, megatron's local layers elsewhere; the
+Transformer Engine layers on a GPU that has TE (bf16 or fp8), megatron's local layers
+elsewhere, with PyTorch's fused attention in them by default (see ``attention.py``); the
 µP operations are added through the layer spec and hooks (see ``mup.py``).
 """
 
@@ -26,7 +27,8 @@ from megatron.core.transformer.transformer_layer import (
 )
 from megatron.core.utils import get_pg_rank, init_method_normal
 
-from xm2_megatron.config import ExperimentConfig
+from xm2_megatron.config import ConfigError, ExperimentConfig
+from xm2_megatron.model.attention import SDPAttention
 from xm2_megatron.model.mup import apply_mup, mup_layer_spec, mup_multipliers
 
 _PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
@@ -51,6 +53,16 @@ def resolve_transformer_impl(requested: str) -> str:
     return "transformer_engine" if has_te and torch.cuda.is_available() else "local"
 
 
+def fp8_settings(recipe: str) -> dict:
+    """``TransformerConfig`` fp8 fields: E4M3 forward / E5M2 backward ("hybrid") with TE's
+    delayed scaling (amax history of 1024 steps, as Megatron-LM's GPT examples) or current
+    (per-tensor, "tensorwise") scaling."""
+    settings = {"fp8": "hybrid", "fp8_recipe": recipe}
+    if recipe == "delayed":
+        settings.update(fp8_amax_history_len=1024, fp8_amax_compute_algo="max")
+    return settings
+
+
 def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
     """The megatron ``TransformerConfig`` of a recipe, µP inits included."""
     model, parallel = cfg.model, cfg.parallel
@@ -65,7 +77,7 @@ def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
             embedding_init_method=init_method_normal(mup.embedding_init_std),
             embedding_init_method_std=mup.embedding_init_std,
         )
-    fp8_kwargs = {"fp8": "hybrid", "fp8_recipe": "delayed"} if cfg.train.precision == "fp8" else {}
+    fp8_kwargs = fp8_settings(cfg.train.fp8_recipe) if cfg.train.precision == "fp8" else {}
     return TransformerConfig(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -124,12 +136,27 @@ class SeededTransformerLayer(TransformerLayer):
         super().__init__(config, submodules, layer_number, **kwargs)
 
 
+def with_core_attention(spec, core_attention):
+    """A layer spec whose self-attention uses ``core_attention`` (a module class)."""
+    attention = spec.submodules.self_attention
+    attention = dataclasses.replace(attention, submodules=dataclasses.replace(
+        attention.submodules, core_attention=core_attention))
+    return dataclasses.replace(
+        spec, submodules=dataclasses.replace(spec.submodules, self_attention=attention))
+
+
 def build_layer_spec(cfg: ExperimentConfig):
-    """The per-layer module spec (TE or local): seeded per layer, µP residual scaling."""
+    """The per-layer module spec: TE, or local with SDPA or megatron's unfused core attention;
+    seeded per layer, µP residual scaling."""
     if resolve_transformer_impl(cfg.model.transformer_impl) == "transformer_engine":
         spec = get_gpt_layer_with_transformer_engine_spec()
     else:
+        if cfg.train.precision == "fp8":
+            raise ConfigError("train.precision='fp8' needs Transformer Engine, which is not "
+                              "installed or has no GPU here (model.transformer_impl resolved to local)")
         spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+        if cfg.model.local_attention == "sdpa":
+            spec = with_core_attention(spec, SDPAttention)
     spec = dataclasses.replace(
         spec, module=SeededTransformerLayer, params={**spec.params, "init_seed": cfg.train.seed}
     )

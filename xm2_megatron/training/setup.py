@@ -1,4 +1,5 @@
-"""Wrap model chunks in megatron's DDP and build the optimizer with µP learning rates."""
+"""Wrap model chunks (Float16Module for bf16, megatron's DDP) and build the optimizer with µP
+learning rates."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from megatron.core.optimizer import (
     get_standard_config_overrides,
 )
 from megatron.core.optimizer.optimizer import MegatronOptimizer
+from megatron.core.transformer.module import Float16Module
 
 from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.model.builder import param_dtype
@@ -21,7 +23,14 @@ from xm2_megatron.optim.schedule import WSDScheduler
 
 
 def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[DistributedDataParallel]:
-    """megatron DDP around each chunk; grads reduced in fp32 into a contiguous buffer."""
+    """megatron DDP around each chunk; grads reduced in fp32 into a contiguous buffer.
+
+    bf16 chunks first go into megatron's ``Float16Module``, as in megatron's ``get_model``:
+    it casts the parameters the local spec creates in fp32 (its torch norms) to bf16 and
+    returns the last stage's output in fp32. The µP hooks sit on submodules and still fire.
+    """
+    chunks = [Float16Module(chunk.config, chunk) if chunk.config.bf16 else chunk
+              for chunk in chunks]
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
         overlap_grad_reduce=False,
