@@ -1,0 +1,66 @@
+"""Shared conversion fixtures: a tokenizer trained on the demo corpora, a small model trained a
+few steps by the trainer at TP2 x PP2 and saved, and its Hugging Face export."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+RECIPE = REPO / "tests" / "convert" / "tiny.yaml"
+VOCAB = 4000  # the tiny recipe's model.vocab_size: not a multiple of 128
+
+
+def run_trainer(args: list[str], nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m xm2_megatron.train ARGS`` alone or under torchrun; fails loudly."""
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([*launcher, "-m", "xm2_megatron.train", *args], capture_output=True,
+                            text=True, timeout=timeout, env=env, cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def tokenizer_model(tmp_path_factory) -> Path:
+    """A 4,000-piece Unigram tokenizer trained on a sample of the English, Chinese and code corpora."""
+    from xm2_megatron.data.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("tokenizer")
+    sample = root / "sample.txt"
+    with open(sample, "w", encoding="utf-8") as out:
+        for name in ("english.jsonl", "chinese.jsonl", "code.jsonl"):
+            size = 0
+            with open(REPO / "data" / "demo" / name, encoding="utf-8") as f:
+                for i, line in enumerate(f):
+                    if i % 40 == 0 and size < 60_000:
+                        text = json.loads(line)["text"]
+                        out.write(text + "\n")
+                        size += len(text.encode())
+    train_tokenizer([sample], root / "tok", VOCAB, num_threads=1)
+    return root / "tok.model"
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, tokenizer_model) -> Path:
+    """The tiny model trained 4 steps by the trainer at TP2 x PP2 (4 processes) and saved."""
+    root = tmp_path_factory.mktemp("trained")
+    run_trainer([str(RECIPE), "parallel.tensor_parallel=2", "parallel.pipeline_parallel=2",
+                 f"checkpoint.dir={root / 'ckpt'}", f"logging.output_dir={root / 'runs'}",
+                 f"data.tokenizer_model={tokenizer_model}"], nproc=4)
+    return root / "ckpt"
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, trained_checkpoint) -> Path:
+    """The trained checkpoint exported with the library (tokenizer from the run's config)."""
+    from xm2_megatron.convert.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("export") / "hf"
+    export_checkpoint(trained_checkpoint, out)
+    return out

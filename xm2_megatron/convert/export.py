@@ -1,0 +1,70 @@
+"""Trainer checkpoint (any TP/PP) -> a Hugging Face Granite folder that stock transformers loads.
+
+``export_checkpoint("ckpts/run", "hf/run")`` writes ``config.json`` (``GraniteConfig`` with the
+µP multipliers), ``model.safetensors`` (tied embeddings: no ``lm_head``), the tokenizer files
+and ``generation_config.json`` into a temporary folder beside ``hf/run`` and renames it into
+place at the end, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import GenerationConfig
+
+from xm2_megatron.convert.checkpoint_reader import (
+    check_shapes,
+    checkpoint_config,
+    export_build_config,
+    find_step,
+    load_weights,
+    stored_shapes,
+)
+from xm2_megatron.convert.errors import ConversionError
+from xm2_megatron.convert.files import atomic_directory, check_new_output, single_process_runtime
+from xm2_megatron.convert.granite import granite_config
+from xm2_megatron.convert.tokenizer import write_tokenizer
+from xm2_megatron.convert.weights import megatron_to_hf
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _precision(train_precision: str) -> str:
+    """The dtype a checkpoint's weights are kept in (fp8 runs keep bf16 weights)."""
+    return "fp32" if train_precision == "fp32" else "bf16"
+
+
+def export_checkpoint(load: str | Path, save: str | Path, tokenizer: str | Path | None = None,
+                      dtype: str | None = None) -> Path:
+    """Export the checkpoint :func:`find_step` picks under ``load`` to the new folder ``save``.
+
+    ``tokenizer`` defaults to the run's ``data.tokenizer_model``; ``dtype`` (fp32 | bf16)
+    to the dtype the run kept its weights in. Returns the step folder exported.
+    """
+    check_new_output(save, "the export folder")
+    step = find_step(load)
+    cfg = checkpoint_config(step)
+    tokenizer = tokenizer or cfg.data.tokenizer_model
+    if tokenizer is None:
+        raise ConversionError(f"{step}/config.yaml has data.tokenizer_model=null (a synthetic-data "
+                              "run): pass the tokenizer model with --tokenizer")
+    if not Path(tokenizer).is_file():
+        raise ConversionError(f"tokenizer model {tokenizer} does not exist")
+    if dtype is not None and dtype not in DTYPES:
+        raise ConversionError(f"--dtype {dtype!r} is not allowed: must be one of {', '.join(DTYPES)}")
+    rows = check_shapes(step, cfg, stored_shapes(step))
+    precision = _precision(cfg.train.precision)
+    with single_process_runtime(cfg.train.seed):
+        state = load_weights(step, export_build_config(cfg, rows, precision))
+    out_dtype = DTYPES[dtype or precision]
+    tensors = {name: t.to(out_dtype) for name, t in megatron_to_hf(state, cfg.model).items()}
+    hf_config = granite_config(cfg.model, cfg.mup, dtype=out_dtype)
+    with atomic_directory(save, "the export folder") as folder:
+        hf_config.save_pretrained(folder)
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        write_tokenizer(tokenizer, folder, cfg.model.vocab_size, cfg.model.seq_length)
+        GenerationConfig(bos_token_id=hf_config.bos_token_id, eos_token_id=hf_config.eos_token_id,
+                         pad_token_id=hf_config.eos_token_id).save_pretrained(folder)
+    return step
