@@ -74,18 +74,6 @@ overrides=("checkpoint.dir=$run_dir/checkpoints" "logging.output_dir=$run_dir"
 [[ -n "${XM2_PP:-}" ]] && overrides+=("parallel.pipeline_parallel=$XM2_PP")
 overrides+=("${user_overrides[@]}")
 
-# checkpoint.load (e.g. a decay run started from another run's step) seeds only the first
-# attempt: once this run has a checkpoint of its own, a requeued attempt resumes from that.
-ckpt_dir=$run_dir/checkpoints load=""
-for o in "${overrides[@]}"; do
-    [[ $o == checkpoint.dir=* ]] && ckpt_dir=${o#*=}
-    [[ $o == checkpoint.load=* ]] && load=${o#*=}
-done
-if [[ -n $load && $load != null ]] && compgen -G "$ckpt_dir/iter_*" > /dev/null; then
-    log "resuming from $ckpt_dir (this run's own checkpoints), not checkpoint.load=$load"
-    overrides+=("checkpoint.load=null")
-fi
-
 # A bad recipe or layout fails here, once, with the trainer's one-line error (no requeue).
 # In a container the ranks check it themselves (the batch node may lack the environment).
 if [[ -z "${XM2_CONTAINER_IMAGE:-}" ]]; then

@@ -18,11 +18,11 @@ from tests.distributed.launch import run_worker, wait_for
 from xm2_megatron.training import checkpoint
 from xm2_megatron.training.checkpoint import (
     LATEST,
-    StopSignal,
     complete_checkpoints,
     find_checkpoint,
     read_checkpoint_config,
 )
+from xm2_megatron.training.signals import StopSignal
 
 WORKER = Path(__file__).parent / "distributed" / "checkpoint_worker.py"
 TOLERANCE = 1e-6

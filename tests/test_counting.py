@@ -3,7 +3,7 @@
 import pytest
 
 from xm2_megatron.config import load_config
-from xm2_megatron.model import build_model, count_parameters, training_flops_per_token
+from xm2_megatron.model import build_model, count_parameters, padded_vocab_size, training_flops_per_token
 
 
 def test_paper_model_parameters_and_flops():
@@ -39,3 +39,11 @@ def test_nano_recipe_built_matches_formula(megatron_runtime):
     cfg = load_config("recipes/nano_6m.yaml", ["train.precision=fp32", "model.transformer_impl=local"])
     model = build_model(cfg)[0]
     assert sum(p.numel() for p in model.parameters()) == count_parameters(cfg.model).total
+
+
+@pytest.mark.parametrize("vocab, divisible_by, tp, rows", [
+    (65280, 128, 1, 65280), (65280, 128, 4, 65280), (65280, 128, 8, 65280),  # Megatron-LM: 65,536 at TP4
+    (4000, 128, 2, 4096), (8000, 8, 2, 8000), (1001, 1, 2, 1002), (100, 6, 4, 108),
+])
+def test_vocab_padding_does_not_depend_on_tp(vocab, divisible_by, tp, rows):
+    assert padded_vocab_size(vocab, divisible_by, tp) == rows

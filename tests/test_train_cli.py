@@ -73,8 +73,9 @@ def test_quickstart_learns(single_run):
     ("parallel.pipeline_parallel=2", 12),
     ("parallel.tensor_parallel=1", 12),  # DP2, with the distributed optimizer
     # TP2 sums each row-parallel matmul in another order: the rounding difference (1e-7)
-    # grows with training at this lr (hidden lr 0.032): 1e-6 by step 3, 5e-6 at step 4,
-    # ~5e-4 at step 12 (measured); within 1e-5 for the first 4 steps, 1e-3 for all 12
+    # grows with training at this lr (hidden lr 0.032): 1e-6 by step 3, 5e-6 at step 4, at
+    # step 12 5e-4 on one machine and 1.8e-3 on another (measured); within 1e-5 for the
+    # first 4 steps, 1e-2 for all 12
     ("parallel.tensor_parallel=2", 4),
 ])
 def test_parallel_entry_point_matches_single_process(single_run, tmp_path, layout, close_steps):
@@ -85,4 +86,4 @@ def test_parallel_entry_point_matches_single_process(single_run, tmp_path, layou
     parallel = [r["loss"] for r in _metrics(tmp_path)]
     assert len(parallel) == 12
     assert parallel[:close_steps] == pytest.approx(single[:close_steps], rel=1e-5)
-    assert parallel == pytest.approx(single, rel=1e-3)
+    assert parallel == pytest.approx(single, rel=1e-2)

@@ -1,8 +1,9 @@
-"""The trainer stopped (SIGKILL after a checkpoint, or SIGUSR1) and run again continues the
-uninterrupted run's losses exactly, across a batch-size change and the start of the decay, and
-the same offline W&B run."""
+"""The trainer stopped (SIGKILL after a checkpoint, or SIGTERM to all its processes) and run
+again continues the uninterrupted run's losses exactly, across a batch-size change and the start
+of the decay, and the same offline W&B run."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,12 +64,18 @@ def test_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path):
     _assert_same_run(_losses(tmp_path), uninterrupted)
 
 
-def test_sigusr1_saves_exits_75_and_resumes_the_same_wandb_run(uninterrupted, tmp_path):
-    command = _command(tmp_path, "logging.wandb_mode=offline")
-    process = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def test_sigterm_to_every_process_saves_exits_75_and_resumes_the_same_wandb_run(
+        uninterrupted, tmp_path):
+    """As Slurm does on preemption or scancel, the signal reaches every process of the run:
+    the trainer, the W&B service and megatron's checkpoint writers (async save on). The
+    helpers must outlive it so that the trainer's save and W&B's last records complete."""
+    command = _command(tmp_path, "logging.wandb_mode=offline", "checkpoint.async_save=true",
+                       "checkpoint.interval=2")
+    process = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
     metrics = tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, process)
-    process.send_signal(signal.SIGUSR1)
+    os.killpg(process.pid, signal.SIGTERM)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 75, err[-3000:]
     stopped = int(out.split("stopped at step ")[1].split()[0])
@@ -87,3 +94,28 @@ def test_sigusr1_saves_exits_75_and_resumes_the_same_wandb_run(uninterrupted, tm
     assert [h["_step"] for h in second] == list(range(stopped + 1, 10))
     logged = [h["train/loss"] for h in first + second]
     assert logged == pytest.approx(uninterrupted[1], rel=1e-6)
+
+
+def test_branch_from_checkpoint_load_then_its_own_checkpoints(tmp_path):
+    """checkpoint.load seeds a new run (a decay branch); once the run has checkpoints of its own
+    it resumes from those; a damaged checkpoint is one error line and exit 2."""
+    def run(out, *extra):
+        command = [sys.executable, "-m", "xm2_megatron.train", RECIPE, "train.eval_interval=null",
+                   f"logging.output_dir={tmp_path / 'runs'}", f"checkpoint.dir={tmp_path / out}",
+                   *extra]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert run("trunk", "train.steps=2").returncode == 0
+    branch = run("branch", "train.steps=3", f"checkpoint.load={tmp_path / 'trunk'}")
+    assert branch.returncode == 0, branch.stderr[-3000:]
+    assert f"resumed at step 2 from {tmp_path / 'trunk'}" in branch.stdout
+    again = run("branch", "train.steps=4", f"checkpoint.load={tmp_path / 'trunk'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed at step 3 from {tmp_path / 'branch'}" in again.stdout
+
+    for shard in (tmp_path / "branch" / "iter_0000004").glob("*.distcp"):
+        shard.write_bytes(b"damaged")
+    damaged = run("branch", "train.steps=5")
+    assert damaged.returncode == 2
+    (line,) = damaged.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and "iter_0000004: cannot load it" in line

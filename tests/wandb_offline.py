@@ -49,5 +49,7 @@ def offline_runs(run_dir, run_id):
                                 for i in record.history.item})
             elif kind == "run":
                 config.update({u.key: json.loads(u.value_json) for u in record.run.config.update})
+            elif kind == "config":  # config sent after the run record
+                config.update({u.key: json.loads(u.value_json) for u in record.config.update})
         runs.append((history, config))
     return runs

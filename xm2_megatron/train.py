@@ -36,22 +36,31 @@ def train(cfg: ExperimentConfig) -> int:
     from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
 
     from xm2_megatron.config import config_to_dict
+    from xm2_megatron.data.mixture import check_data
     from xm2_megatron.data.stream import StageDataStream
     from xm2_megatron.model import build_model, count_parameters, training_flops_per_token
     from xm2_megatron.runtime import init_runtime, shutdown_runtime
-    from xm2_megatron.training.checkpoint import StopSignal, load_checkpoint, save_checkpoint
+    from xm2_megatron.training.checkpoint import load_checkpoint, save_checkpoint
     from xm2_megatron.training.monitor import Monitor
     from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+    from xm2_megatron.training.signals import StopSignal
     from xm2_megatron.training.step import forward_backward, train_step
 
     started = time.monotonic()
+    check_data(cfg)
     runtime = init_runtime(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.train.seed)
     stop = StopSignal()
     model = wrap_with_ddp(cfg, build_model(cfg))
     optimizer, scheduler = build_optimizer(cfg, model)
-    resume_from = cfg.checkpoint.load or cfg.checkpoint.dir
-    state = load_checkpoint(resume_from, model, optimizer, scheduler) if resume_from else None
+    # the run's own checkpoints first (a requeued job); checkpoint.load only to start from
+    resume_from, state = None, None
+    for candidate in (cfg.checkpoint.dir, cfg.checkpoint.load):
+        if candidate and state is None:
+            resume_from = candidate
+            state = load_checkpoint(candidate, model, optimizer, scheduler)
     first_step = state["step"] if state else 0
+    # the same W&B run when resuming this run; a branch from checkpoint.load gets a new one
+    own_run_id = state.get("wandb_run_id") if state and resume_from == cfg.checkpoint.dir else None
     dp_size = parallel_state.get_data_parallel_world_size()
     stream = StageDataStream(cfg, parallel_state.get_data_parallel_rank(), dp_size)
     seq_length = cfg.data.seq_length or cfg.model.seq_length
@@ -66,7 +75,7 @@ def train(cfg: ExperimentConfig) -> int:
         )
         monitor = Monitor(cfg, Path(cfg.logging.output_dir) / cfg.name,
                           training_flops_per_token(cfg.model, seq_length), runtime.env.world_size,
-                          resume_run_id=state.get("wandb_run_id") if state else None,
+                          resume_run_id=own_run_id,
                           start_step=first_step, device=runtime.device)
     run_id = [monitor.run_id if monitor else None]
     torch.distributed.broadcast_object_list(run_id, src=0)

@@ -1,5 +1,7 @@
 """Stage mixtures built with megatron's BlendedMegatronDatasetBuilder on real indexed datasets."""
 
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -77,3 +79,15 @@ def test_missing_tokenizer_is_named(corpus):
     cfg = _config(corpus, "data.tokenizer_model=/nonexistent/t.model")
     with pytest.raises(ConfigError, match="data.tokenizer_model='/nonexistent/t.model': no such file"):
         build_stage_datasets(cfg, "stable", 10)
+
+
+def test_trainer_checks_every_stage_before_building_the_model(corpus, tmp_path):
+    _config(corpus)  # writes corpus/recipe.yaml
+    result = subprocess.run(
+        [sys.executable, "-m", "xm2_megatron.train", str(corpus / "recipe.yaml"),
+         f"data.root={tmp_path}", f"logging.output_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "xm2-megatron:" not in result.stdout  # failed before the model was built
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: data.stages.stable.blend[0].prefix=") and "not found" in line

@@ -69,7 +69,7 @@ class ModelConfig:
     tie_embeddings: bool = True  # share input embedding and LM head
     rotary_base: float = 10000.0  # RoPE theta
     norm_eps: float = 1e-5  # RMSNorm epsilon
-    make_vocab_size_divisible_by: int = 128  # Megatron pads the vocab to a multiple of this x TP
+    make_vocab_size_divisible_by: int = 128  # vocab padded to a multiple of lcm(this, TP)
     transformer_impl: str = "auto"  # auto | local | transformer_engine
     # core attention of the local spec: sdpa = PyTorch's fused scaled_dot_product_attention,
     # megatron = megatron's unfused DotProductAttention (the TE spec always uses TE's attention)
@@ -327,8 +327,9 @@ class CheckpointConfig:
     dir: str | None = None  # directory to save into; None = do not save
     interval: int | None = None  # save every N steps (and at the end); None = only at the end
     keep_last: int = 3  # checkpoints to keep in dir
-    # directory (or one iter_* folder) to resume from; None = resume from dir when it holds a
-    # checkpoint (a requeued job picks up where it stopped), else start fresh
+    # a directory (or one iter_* folder) to start from when dir holds no checkpoint yet (a
+    # fine-tune, a decay branch); once dir has one, the run resumes from dir (a requeued job
+    # picks up where it stopped)
     load: str | None = None
     # write tensors from a background process while training goes on (megatron's async
     # dist_checkpointing); the save on a stop signal and the last save wait for completion

@@ -100,6 +100,16 @@ def check_stage_files(blend: StageBlend, stage_name: str, tokenizer_sha256: str)
             raise ConfigError(f"{key}={prefix!r}: {error}") from None
 
 
+def check_data(cfg: ExperimentConfig) -> None:
+    """Every stage's datasets exist and were made with ``data.tokenizer_model`` (indexed data);
+    the trainer calls it before building the model, so a wrong path fails in seconds."""
+    if cfg.data.kind != "indexed":
+        return
+    sha256 = _tokenizer_info(cfg).sha256
+    for name, stage in cfg.data.stages.items():
+        check_stage_files(stage_blend(stage, cfg.data.root), name, sha256)
+
+
 def build_stage_datasets(
     cfg: ExperimentConfig, stage_name: str, train_samples: int, valid_samples: int = 0
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +41,14 @@ def param_dtype(precision: str) -> torch.dtype:
 
 
 def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:
-    """Megatron's vocabulary padding: a multiple of ``divisible_by x TP``."""
-    multiple = divisible_by * tensor_parallel
+    """The vocabulary padded to a multiple of ``lcm(divisible_by, TP)``.
+
+    Megatron-LM pads to ``divisible_by x TP``, so the embedding's shape, and with it every
+    checkpoint, depends on TP (65,280 rows at TP 1-2, 65,536 at TP 4). With the least common
+    multiple the rows split evenly over TP ranks and stay the same for every TP that divides
+    ``divisible_by`` (1, 2, 4, 8 with 128), so a checkpoint loads at any of those layouts.
+    """
+    multiple = math.lcm(divisible_by, tensor_parallel)
     return -(-vocab_size // multiple) * multiple
 
 

@@ -26,7 +26,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import uuid
 from pathlib import Path
 
@@ -43,6 +42,9 @@ from megatron.core.optimizer import distrib_optimizer
 from megatron.core.optimizer import optimizer as mcore_optimizer
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from megatron.core.utils import unwrap_model
+from torch.distributed.checkpoint.api import CheckpointException
+
+from xm2_megatron.config import ConfigError
 
 LATEST = "latest"
 RNG_FILE = "rng.pt"
@@ -399,11 +401,15 @@ def _check_optimizer_kind(step_dir: Path, optimizer) -> None:
     saved = dist_checkpointing.load_content_metadata(preloaded_state_dict=common) or {}
     current = _uses_distributed_optimizer(optimizer)
     if saved.get("distributed_optimizer", current) != current:
-        raise ValueError(
+        raise CheckpointLoadError(
             f"{step_dir} was saved with optimizer.use_distributed_optimizer="
             f"{saved['distributed_optimizer']} but this run uses {current}: the optimizer "
             "state of one cannot be loaded into the other"
         )
+
+
+class CheckpointLoadError(ConfigError, ValueError):
+    """A checkpoint that cannot be loaded into this run (one line, exit 2 from the CLI)."""
 
 
 def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=None) -> dict | None:
@@ -422,7 +428,13 @@ def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=Non
         if optimizer is not None:
             _init_empty_optimizer_states(optimizer)
         sharded = _sharded_state_dict(model, optimizer, is_loading=True)
-        state = dist_checkpointing.load(sharded, str(step_dir))
+        try:
+            state = dist_checkpointing.load(sharded, str(step_dir))
+        except (Exception, CheckpointException) as e:  # torch's is a BaseException
+            detail = " ".join(str(e).split())[:300]
+            raise CheckpointLoadError(f"{step_dir}: cannot load it, the checkpoint is incomplete, "
+                                      f"damaged or of another model ({type(e).__name__}: {detail})"
+                                      ) from None
         _load_model_state(model, state)
         if optimizer is not None:
             _load_optimizer_state(optimizer, state["optimizer"])
@@ -431,30 +443,3 @@ def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=Non
     if not _load_rng(step_dir) and torch.distributed.get_rank() == 0:
         logger.warning("%s was saved at another parallel layout: RNG states not restored", step_dir)
     return copy.deepcopy(state["train_state"])
-
-
-# ----------------------------------------------------------------------------- stop signal
-
-
-class StopSignal:
-    """Turns SIGTERM/SIGUSR1 (Slurm's warning before a time limit) into a flag that every
-    rank agrees on, so the loop can save and exit at the same step everywhere."""
-
-    def __init__(self, signals=(signal.SIGTERM, signal.SIGUSR1)):
-        self.received = False
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in signals}
-
-    def _handle(self, signum, frame):
-        self.received = True
-
-    def requested(self) -> bool:
-        """True on every rank if any rank received a signal (a collective call)."""
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        flag = torch.tensor([int(self.received)], device=device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
-
-    def restore(self) -> None:
-        """Put the previous handlers back."""
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
