@@ -13,8 +13,8 @@ Variants (each in its own subprocess, so memory, fp8 state and compile caches do
   Face Granite (``xm2_megatron.convert.granite.granite_config``) in plain PyTorch: fp32
   weights, bf16 autocast, SDPA attention, fused AdamW; with and without ``torch.compile``
 
-The megatron variants run the trainer's own step (``build_model`` with the µP hooks,
-``wrap_with_ddp``, ``build_optimizer``, ``train_step``) on synthetic tokens. One step is
+The megatron variants run the trainer's own step (``build_training_state`` with the µP hooks,
+then ``train_step``) on synthetic tokens. One step is
 ``--grad-accum`` micro-batches then one optimizer update; tokens/s is over ``--steps`` timed
 steps after ``--warmup``. MFU = tokens/s x ``training_flops_per_token`` (11.13 GFLOP/token
 for the 1.2B model at seq 4096) / ``--peak-tflops`` (H100 SXM dense BF16: 989; fp8 runs
@@ -91,14 +91,12 @@ def _megatron_step(cfg, grad_accum: int):
     import torch
 
     from xm2_megatron.data.synthetic import synthetic_batch
-    from xm2_megatron.model import build_model
     from xm2_megatron.runtime import init_runtime
-    from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+    from xm2_megatron.training.state import build_training_state
     from xm2_megatron.training.step import train_step
 
     init_runtime(1, 1, seed=cfg.train.seed, environ={})
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mbs, seq = cfg.train.micro_batch_size, cfg.model.seq_length
     batches = [{k: v.to(device) for k, v in synthetic_batch(

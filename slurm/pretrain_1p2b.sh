@@ -79,7 +79,7 @@ overrides+=("${user_overrides[@]}")
 if [[ -z "${XM2_CONTAINER_IMAGE:-}" ]]; then
     command -v "$python" > /dev/null \
         || die "no Python '$python': activate the environment before sbatch, or set XM2_PYTHON"
-    "$python" -m xm2_megatron.config "$recipe" "${overrides[@]}" --world-size "$SLURM_NTASKS" \
+    "$python" -m xm2_megatron.tools.config "$recipe" "${overrides[@]}" --world-size "$SLURM_NTASKS" \
         > "$job_dir/config.yaml" || die "invalid configuration (see the line above)"
 fi
 

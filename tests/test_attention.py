@@ -16,7 +16,7 @@ from xm2_megatron.config import ConfigError, ModelConfig, load_config
 from xm2_megatron.data.synthetic import synthetic_batch
 from xm2_megatron.model import build_model, build_transformer_config
 from xm2_megatron.model.attention import SDPAttention
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import train_step
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")
@@ -132,8 +132,7 @@ def test_rejects_what_it_cannot_do():
 
 
 def _train(cfg, steps):
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     losses = []
     for step in range(steps):
         batches = [synthetic_batch(step * 8 + 2 * i, 2, cfg.model.seq_length, cfg.model.vocab_size,

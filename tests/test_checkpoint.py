@@ -9,20 +9,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import run_worker, wait_for
-from xm2_megatron.training import checkpoint
-from xm2_megatron.training.checkpoint import (
+from tests.launch import run_worker, start_worker, wait_for
+from xm2_megatron import checkpoint
+from xm2_megatron.checkpoint import (
     LATEST,
     complete_checkpoints,
     find_checkpoint,
     read_checkpoint_config,
 )
-from xm2_megatron.training.signals import StopSignal
+from xm2_megatron.checkpoint import store
+from xm2_megatron.checkpoint.megatron_fixes import check_megatron_version
+from xm2_megatron.training.callbacks.stop import StopSignal
 
 WORKER = Path(__file__).parent / "distributed" / "checkpoint_worker.py"
 TOLERANCE = 1e-6
@@ -74,7 +75,7 @@ def test_bad_marker_falls_back_to_newest_complete(tmp_path, marker):
 
 def test_temp_folders_are_ignored(tmp_path):
     only = _fake_checkpoint(tmp_path, 1)
-    tmp = tmp_path / ".tmp_iter_0000002_abcd1234"
+    tmp = tmp_path / ".iter_0000002.abcd1234.tmp"
     tmp.mkdir()
     for name in ("metadata.json", "common.pt", checkpoint.RNG_FILE):
         (tmp / name).write_text("x")
@@ -92,20 +93,26 @@ def test_step_folder_and_empty_directory(tmp_path):
 def test_commit_marks_then_keeps_last(tmp_path):
     for step in (1, 2, 3):
         _fake_checkpoint(tmp_path, step)
-    tmp = tmp_path / ".tmp_iter_0000004_abcd1234"
+    tmp = tmp_path / ".iter_0000004.abcd1234.tmp"
     (tmp / "sub").mkdir(parents=True)
     for name in ("metadata.json", "common.pt", checkpoint.RNG_FILE, "sub/shard"):
         (tmp / name).write_text("x")
-    checkpoint._commit(tmp, tmp_path / "iter_0000004", keep_last=2)
+    store.commit(tmp, tmp_path / "iter_0000004", keep_last=2)
     assert _names(tmp_path) == ["iter_0000003", "iter_0000004", LATEST]
     assert (tmp_path / LATEST).read_text() == "iter_0000004\n"
 
 
+def test_other_megatron_versions_are_refused():
+    check_megatron_version("0.16.1")
+    with pytest.raises(RuntimeError, match="verified for 0.16.1 only"):
+        check_megatron_version("0.17.0")
+
+
 def test_next_save_removes_leftovers(tmp_path):
-    (tmp_path / ".tmp_iter_0000002_abcd1234" / "x").mkdir(parents=True)
-    (tmp_path / ".tmp_latest_abcd1234").write_text("iter_0000002")
+    (tmp_path / ".iter_0000002.abcd1234.tmp" / "x").mkdir(parents=True)
+    (tmp_path / ".latest.abcd1234.tmp").write_text("iter_0000002")
     kept = _fake_checkpoint(tmp_path, 1)
-    checkpoint._remove_leftovers(tmp_path)
+    store._remove_leftovers(tmp_path)
     assert _names(tmp_path) == [kept.name]
 
 
@@ -127,12 +134,10 @@ def test_stop_signal_is_agreed(megatron_runtime):
 
 
 def test_optimizer_kind_mismatch_is_explained(megatron_runtime, tiny_config, reference):
-    from xm2_megatron.model import build_model
-    from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+    from xm2_megatron.training.state import build_training_state
 
     cfg = tiny_config("optimizer.use_distributed_optimizer=true")
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     with pytest.raises(ValueError, match="use_distributed_optimizer=False"):
         checkpoint.load_checkpoint(reference["dir"], model, optimizer, scheduler)
 
@@ -175,17 +180,16 @@ def test_resume_equals_uninterrupted(reference, tmp_path):
 def test_sigkill_during_save_keeps_previous(reference, tmp_path):
     directory = tmp_path / "ckpt"
     out = tmp_path / "killed.json"
-    cmd = [sys.executable, str(WORKER), "--steps", "2", "--save", str(directory),
-           "--save-at", "1", "2", "--hang-in-commit", "--out", str(out)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    args = ["--steps", "2", "--save", str(directory), "--save-at", "1", "2", "--hang-in-commit",
+            "--out", str(out)]
+    process = start_worker(WORKER, args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
     try:
         wait_for(out.with_suffix(".ready").exists, process)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".tmp_iter_0000002_")]
+    leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".iter_0000002.")]
     assert len(leftovers) == 1 and (directory / leftovers[0] / "metadata.json").exists()
     assert (directory / LATEST).read_text().strip() == "iter_0000001"
     assert find_checkpoint(directory) == directory / "iter_0000001"

@@ -1,15 +1,11 @@
 """Non-finite losses and gradients skip the update on every rank; K in a row stop the run."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from tests.launch import run_trainer
 from xm2_megatron.data.synthetic import synthetic_batch
-from xm2_megatron.model import build_model
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import train_step
 
 
@@ -24,8 +20,7 @@ def _batches(cfg, poison=False):
 def test_nan_step_is_skipped_and_the_next_applies(megatron_runtime, tiny_config, distributed_optimizer):
     cfg = tiny_config(f"optimizer.use_distributed_optimizer={distributed_optimizer}",
                       "schedule.warmup_steps=0")
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     weights = [p.detach().clone() for p in model[0].parameters()]
     result = train_step(model, optimizer, scheduler, _batches(cfg, poison=True))
     assert not result.update_successful and result.loss != result.loss  # NaN
@@ -39,12 +34,11 @@ def test_nan_step_is_skipped_and_the_next_applies(megatron_runtime, tiny_config,
 
 def test_consecutive_nan_steps_stop_the_run(tmp_path):
     """lr 1e6 makes the loss blow up to NaN/Inf; the run stops with exit 3 and one message."""
-    cmd = [sys.executable, "-m", "xm2_megatron.train", "recipes/cpu_quickstart.yaml",
-           "optimizer.lr=1e6", "optimizer.clip_grad=0.0", "schedule.warmup_steps=0",
-           "schedule.decay_start=null", "train.max_skipped_steps=2", "train.steps=30",
-           f"logging.output_dir={tmp_path}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    result = run_trainer("recipes/cpu_quickstart.yaml", "optimizer.lr=1e6",
+                         "optimizer.clip_grad=0.0", "schedule.warmup_steps=0",
+                         "schedule.decay_start=null", "train.max_skipped_steps=2",
+                         "train.steps=30", f"logging.output_dir={tmp_path}", timeout=300,
+                         env={"OMP_NUM_THREADS": "2"})
     assert result.returncode == 3, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "2 consecutive steps had a non-finite loss or gradient" in errors[0]

@@ -9,15 +9,13 @@ import torch
 from xm2_megatron.config import load_config
 from xm2_megatron.model import training_flops_per_token
 from xm2_megatron.training import monitor as monitor_module
+from xm2_megatron.runtime.hardware import PEAK_FLOPS_ENV, device_peak_flops, mfu
 from xm2_megatron.training.monitor import (
-    PEAK_FLOPS_ENV,
     LogLine,
     Monitor,
     StepTimer,
-    device_peak_flops,
     format_duration,
     memory_usage,
-    mfu,
     read_metrics,
     resolve_wandb_mode,
     wandb_key_available,

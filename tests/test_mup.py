@@ -8,7 +8,7 @@ import torch
 from xm2_megatron.data.synthetic import synthetic_batch
 from xm2_megatron.model import build_model, mup_multipliers
 from xm2_megatron.model.mup import scaled_bias_dropout_add
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_training_state
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")
 
@@ -119,8 +119,7 @@ def test_logits_are_scaled_by_inverse_width_mult(tiny_config):
 def test_learning_rate_multipliers_per_parameter(tiny_config, enabled):
     cfg = tiny_config(*WIDE, f"mup.enabled={str(enabled).lower()}", "schedule.warmup_steps=0",
                       "optimizer.use_distributed_optimizer=false")
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     hidden_lr = cfg.optimizer.lr / 8 if enabled else cfg.optimizer.lr
     names = {id(p): n for n, p in model[0].module.named_parameters()}
     seen = set()

@@ -5,9 +5,8 @@ import math
 import pytest
 
 from xm2_megatron.config import ScheduleConfig
-from xm2_megatron.model import build_model
 from xm2_megatron.optim.schedule import lr_at
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_optimizer, build_training_state
 
 PAPER = ScheduleConfig(warmup_steps=2000, decay_style="half_life", decay_start=10_000,
                        half_life_steps=5000)
@@ -52,8 +51,7 @@ def test_every_group_follows_its_own_max_lr(megatron_runtime, tiny_config):
     """Drive megatron's optimizer groups through the scheduler and read each group's lr."""
     cfg = tiny_config("schedule.warmup_steps=4", "schedule.decay_start=6",
                       "schedule.half_life_steps=3", "optimizer.use_distributed_optimizer=false")
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     width_mult = cfg.model.hidden_size / cfg.mup.dim_model_base
     max_lrs = sorted({group["max_lr"] for group in optimizer.param_groups})
     assert max_lrs == pytest.approx(sorted({cfg.optimizer.lr, cfg.optimizer.lr / width_mult}))

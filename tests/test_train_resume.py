@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from tests.distributed.launch import wait_for
+from tests.launch import run_trainer, start_trainer, wait_for
 from tests.wandb_offline import isolate_wandb, offline_runs
 
 RECIPE = "recipes/cpu_quickstart.yaml"
@@ -23,9 +22,20 @@ def _isolated_wandb(monkeypatch, tmp_path):
     isolate_wandb(monkeypatch, tmp_path)
 
 
-def _command(tmp_path, *extra):
-    return [sys.executable, "-m", "xm2_megatron.train", RECIPE, *SETUP,
-            f"checkpoint.dir={tmp_path / 'ckpt'}", f"logging.output_dir={tmp_path / 'runs'}", *extra]
+def _run(*overrides):
+    """The trainer on RECIPE, waited for; the environment as it is (W&B isolated above)."""
+    return run_trainer(RECIPE, *overrides, env={})
+
+
+def _start(*overrides, **popen):
+    """The trainer on RECIPE, started; the environment as it is (W&B isolated above)."""
+    return start_trainer(RECIPE, *overrides, env={}, **popen)
+
+
+def _setup(tmp_path, *extra):
+    """SETUP, with the checkpoints and the logs under ``tmp_path``, then ``extra``."""
+    return [*SETUP, f"checkpoint.dir={tmp_path / 'ckpt'}",
+            f"logging.output_dir={tmp_path / 'runs'}", *extra]
 
 
 def _losses(tmp_path):
@@ -44,7 +54,7 @@ def _assert_same_run(got, want):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    result = subprocess.run(_command(out), capture_output=True, text=True, timeout=300)
+    result = _run(*_setup(out))
     assert result.returncode == 0, result.stderr[-3000:]
     losses = _losses(out)
     assert losses[0] == list(range(1, 10))
@@ -52,13 +62,12 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path):
-    process = subprocess.Popen(_command(tmp_path, "checkpoint.interval=3"), text=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = _start(*_setup(tmp_path, "checkpoint.interval=3"), stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE)
     wait_for(lambda: (tmp_path / "ckpt" / "latest").exists(), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    result = subprocess.run(_command(tmp_path, "checkpoint.interval=3"), capture_output=True,
-                            text=True, timeout=300)
+    result = _run(*_setup(tmp_path, "checkpoint.interval=3"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed at step" in result.stdout
     _assert_same_run(_losses(tmp_path), uninterrupted)
@@ -69,10 +78,10 @@ def test_sigterm_to_every_process_saves_exits_75_and_resumes_the_same_wandb_run(
     """As Slurm does on preemption or scancel, the signal reaches every process of the run:
     the trainer, the W&B service and megatron's checkpoint writers (async save on). The
     helpers must outlive it so that the trainer's save and W&B's last records complete."""
-    command = _command(tmp_path, "logging.wandb_mode=offline", "checkpoint.async_save=true",
+    overrides = _setup(tmp_path, "logging.wandb_mode=offline", "checkpoint.async_save=true",
                        "checkpoint.interval=2")
-    process = subprocess.Popen(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    process = _start(*overrides, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     start_new_session=True)
     metrics = tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, process)
     os.killpg(process.pid, signal.SIGTERM)
@@ -81,7 +90,7 @@ def test_sigterm_to_every_process_saves_exits_75_and_resumes_the_same_wandb_run(
     stopped = int(out.split("stopped at step ")[1].split()[0])
     assert 2 <= stopped < 9
     assert (tmp_path / "ckpt" / f"iter_{stopped:07d}").is_dir()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = _run(*overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resumed at step {stopped}" in result.stdout
     _assert_same_run(_losses(tmp_path), uninterrupted)
@@ -100,10 +109,8 @@ def test_branch_from_checkpoint_load_then_its_own_checkpoints(tmp_path):
     """checkpoint.load seeds a new run (a decay branch); once the run has checkpoints of its own
     it resumes from those; a damaged checkpoint is one error line and exit 2."""
     def run(out, *extra):
-        command = [sys.executable, "-m", "xm2_megatron.train", RECIPE, "train.eval_interval=null",
-                   f"logging.output_dir={tmp_path / 'runs'}", f"checkpoint.dir={tmp_path / out}",
-                   *extra]
-        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+        return _run("train.eval_interval=null", f"logging.output_dir={tmp_path / 'runs'}",
+                    f"checkpoint.dir={tmp_path / out}", *extra)
 
     assert run("trunk", "train.steps=2").returncode == 0
     branch = run("branch", "train.steps=3", f"checkpoint.load={tmp_path / 'trunk'}")

@@ -1,14 +1,11 @@
-"""Export a trainer checkpoint (any TP/PP) to a Hugging Face Granite folder.
+"""``python tools/convert_to_hf.py``: the same as the console script ``xm2-convert-to-hf``.
 
-    python tools/convert_to_hf.py --load checkpoints/run --save hf/run [--tokenizer tok.model] [--dtype bf16]
-
-The folder loads offline with ``AutoModelForCausalLM`` / ``AutoTokenizer``. The work is done
-by ``xm2_megatron.convert``; see docs/hf-conversion.md.
+The tool lives in ``xm2_megatron.tools.convert_to_hf``; ``--help`` lists its arguments.
 """
 
 import sys
 
-from xm2_megatron.convert.cli import export_main
+from xm2_megatron.tools.convert_to_hf import main
 
 if __name__ == "__main__":
-    sys.exit(export_main())
+    sys.exit(main())

@@ -1,41 +1,11 @@
-"""Remove exact and SimHash near-duplicate documents from JSONL files (xm2_megatron.data.dedup).
+"""``python tools/dedup.py``: the same as the console script ``xm2-dedup``.
 
-    python tools/dedup.py --input a.jsonl [b.jsonl.gz ...] --output out.jsonl [--json-key text]
-        [--bucket-size 1000000] [--rounds N] [--hamming-threshold 3] [--shingle-size 2]
-        [--exact-only]
-
-Writes out.jsonl (the first occurrence of every document, lines unchanged, input order) and
-out.dedup.json (counts removed as exact / near duplicates per round, and kept); prints them.
-Bad input: one ``error:`` line naming the file and line, exit 2, no output.
+The tool lives in ``xm2_megatron.tools.dedup``; ``--help`` lists its arguments.
 """
 
-import argparse
+import sys
 
-from xm2_megatron.config import run_cli
-from xm2_megatron.data import dedup
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", nargs="+", required=True, help="JSONL files, .gz allowed")
-    parser.add_argument("--output", required=True, help="deduplicated JSONL (.gz to compress)")
-    parser.add_argument("--json-key", default="text", help="field holding the document text")
-    parser.add_argument("--bucket-size", type=int, default=dedup.DEFAULT_BUCKET_SIZE,
-                        help="documents compared with each other per bucket")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="rounds of re-bucketing (default: hamming threshold + 1)")
-    parser.add_argument("--hamming-threshold", type=int, default=dedup.DEFAULT_HAMMING_THRESHOLD,
-                        help="max differing bits of two near-duplicate 64-bit SimHashes")
-    parser.add_argument("--shingle-size", type=int, default=dedup.DEFAULT_SHINGLE_SIZE,
-                        help="words (CJK: characters) per SimHash feature")
-    parser.add_argument("--exact-only", action="store_true", help="remove exact duplicates only")
-    args = parser.parse_args()
-    report = run_cli(dedup.dedup_files, args.input, args.output, json_key=args.json_key,
-                     bucket_size=args.bucket_size, rounds=args.rounds,
-                     hamming_threshold=args.hamming_threshold, shingle_size=args.shingle_size,
-                     exact_only=args.exact_only)
-    print(dedup.summary(report))
-
+from xm2_megatron.tools.dedup import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

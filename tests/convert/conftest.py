@@ -2,12 +2,12 @@
 few steps by the trainer at TP2 x PP2 and saved, and its Hugging Face export."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import launch
 
 REPO = Path(__file__).parents[2]
 RECIPE = REPO / "tests" / "convert" / "tiny.yaml"
@@ -16,14 +16,7 @@ VOCAB = 4000  # the tiny recipe's model.vocab_size: not a multiple of 128
 
 def run_trainer(args: list[str], nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m xm2_megatron.train ARGS`` alone or under torchrun; fails loudly."""
-    launcher = [sys.executable]
-    if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([*launcher, "-m", "xm2_megatron.train", *args], capture_output=True,
-                            text=True, timeout=timeout, env=env, cwd=REPO, check=False)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
+    return launch.run_trainer(*args, nproc=nproc, timeout=timeout, check=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,19 +11,15 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from xm2_megatron.convert.checkpoint_reader import (
-    check_shapes,
-    checkpoint_config,
-    export_build_config,
-    find_step,
-    stored_shapes,
-)
-from xm2_megatron.convert.errors import ConversionError
+from xm2_megatron.checkpoint import find_step, load_for_inference, stored_shapes
 from xm2_megatron.convert.export import export_checkpoint
-from xm2_megatron.convert.files import single_process_runtime
+from xm2_megatron.errors import CheckpointError
+from xm2_megatron.runtime import single_process_runtime
 from xm2_megatron.data.tokenizer import Tokenizer
 
 from .conftest import REPO, VOCAB
+
+pytestmark = pytest.mark.distributed  # every test uses the checkpoint trained by 4 processes
 
 MIXED = ("The river ran past the old mill in 1887, and 12 sacks of flour were counted.\n"
          "今天天气很好，我们一起去公园散步。\n"
@@ -35,15 +31,8 @@ class MegatronModel:
     """The trainer's own model (megatron GPTModel) loaded from a checkpoint at TP1/PP1."""
 
     def __init__(self, checkpoint):
-        from xm2_megatron.model.builder import build_model
-        from xm2_megatron.training.checkpoint import load_checkpoint
-
-        step = find_step(checkpoint)
-        self.cfg = checkpoint_config(step)
-        rows = check_shapes(step, self.cfg, stored_shapes(step))
-        self.model = build_model(export_build_config(self.cfg, rows, "fp32"))
-        load_checkpoint(step, self.model)
-        self.model[0].eval()
+        loaded = load_for_inference(checkpoint, "fp32")
+        self.cfg, self.model = loaded.config, [loaded.model]
 
     @torch.no_grad()
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -129,24 +118,24 @@ def _copy(checkpoint, tmp_path):
 
 
 def test_errors(trained_checkpoint, tmp_path):
-    with pytest.raises(ConversionError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         export_checkpoint(tmp_path / "nope", tmp_path / "out")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConversionError, match="holds no complete checkpoint"):
+    with pytest.raises(CheckpointError, match="holds no complete checkpoint"):
         export_checkpoint(tmp_path / "empty", tmp_path / "out")
     copy, step = _copy(trained_checkpoint, tmp_path)
     config = (step / "config.yaml").read_text()
     (step / "config.yaml").write_text(config.replace("ffn_hidden_size: 160", "ffn_hidden_size: 192"))
-    with pytest.raises(ConversionError, match=r"linear_fc1.weight' has shape \(4, 320, 64\) but "
+    with pytest.raises(CheckpointError, match=r"linear_fc1.weight' has shape \(4, 320, 64\) but "
                                               r"config.yaml \(model.\*\) implies \(4, 384, 64\)"):
         export_checkpoint(copy, tmp_path / "out")
     (step / "config.yaml").write_text(config.replace("tie_embeddings: true", "tie_embeddings: false"))
-    with pytest.raises(ConversionError, match="'output_layer.weight' is missing"):
+    with pytest.raises(CheckpointError, match="'output_layer.weight' is missing"):
         export_checkpoint(copy, tmp_path / "out")
     (step / "config.yaml").write_text(config)
     for shard in step.glob("__1_*.distcp"):
         shard.unlink()
-    with pytest.raises(ConversionError, match="incomplete or damaged"):
+    with pytest.raises(CheckpointError, match="incomplete or damaged"):
         export_checkpoint(copy, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
 

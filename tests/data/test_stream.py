@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import torch
 from xm2_megatron.data.mixture import stage_blend
 from xm2_megatron.data.stream import StageDataStream
 from tests.data.conftest import mixture_config
-from tests.distributed.launch import wait_for
+from tests.launch import run_trainer, start_trainer, wait_for
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")
 
@@ -75,13 +74,10 @@ STAGE_SWITCH_RUN = ["train.steps=12", "data.stages.decay.start_step=8", "schedul
 
 
 def _train(recipe, out, *extra, **popen):
-    command = [sys.executable, "-m", "xm2_megatron.train", str(recipe), *STAGE_SWITCH_RUN,
-               f"logging.output_dir={out}", *extra]
+    overrides = [*STAGE_SWITCH_RUN, f"logging.output_dir={out}", *extra]
     if popen:
-        return subprocess.Popen(command, text=True, **popen)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+        return start_trainer(recipe, *overrides, env={}, **popen)
+    return run_trainer(recipe, *overrides, env={}, check=True)
 
 
 def _records(out):

@@ -21,10 +21,10 @@ from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQu
 
 from xm2_megatron.config import config_to_dict, load_config
 from xm2_megatron.data.synthetic import rank_microbatches
-from xm2_megatron.model import build_model
 from xm2_megatron.runtime import init_runtime, shutdown_runtime
-from xm2_megatron.training import checkpoint
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron import checkpoint
+from xm2_megatron.checkpoint import store
+from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import train_step
 
 RECIPE = Path(__file__).with_name("parity.yaml")
@@ -37,7 +37,7 @@ def _hang_in_commit(ready: Path):
         ready.write_text(str(tmp))
         time.sleep(600)
 
-    checkpoint._commit = commit
+    store.commit = commit
 
 
 def _rng_draws() -> list[float]:
@@ -61,8 +61,7 @@ def run(args):
     cfg = load_config(RECIPE, overrides)
     init_runtime(args.tp, args.pp, seed=cfg.train.seed)
     cfg.validate(world_size=torch.distributed.get_world_size())
-    model = wrap_with_ddp(cfg, build_model(cfg))
-    optimizer, scheduler = build_optimizer(cfg, model)
+    model, optimizer, scheduler = build_training_state(cfg)
     state = {"step": 0, "stage": "stable", "consumed_samples": {"stable": 0}, "wandb_run_id": "abc"}
     restored, draws = None, {}
     if args.load:

@@ -19,7 +19,7 @@ from xm2_megatron.config import load_config
 from xm2_megatron.data.stream import StageDataStream
 from xm2_megatron.model import build_model
 from xm2_megatron.runtime import init_runtime, shutdown_runtime
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import forward_backward, train_step
 
 RECIPE = Path(__file__).with_name("parity.yaml")
@@ -48,14 +48,14 @@ def run(args):
     cfg = load_config(RECIPE, overrides)
     init_runtime(args.tp, args.pp, seed=cfg.train.seed)
     cfg.validate(world_size=torch.distributed.get_world_size())
-    model = wrap_with_ddp(cfg, build_model(cfg))
+    model, optimizer, scheduler = build_training_state(cfg)
     out = Path(args.out)
     if args.mode == "reference":
         (out / "init").mkdir(parents=True, exist_ok=True)
         dist_checkpointing.save(_sharded_model_state(model), str(out / "init"))
     else:
         dist_checkpointing.load(_sharded_model_state(model), str(Path(args.init)))
-    optimizer, scheduler = build_optimizer(cfg, model)
+        optimizer.reload_model_params()
     stream = StageDataStream(cfg, parallel_state.get_data_parallel_rank(),
                              parallel_state.get_data_parallel_world_size())
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import run_worker
+from tests.launch import run_worker
 
 pytestmark = pytest.mark.distributed
 

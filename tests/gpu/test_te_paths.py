@@ -6,11 +6,12 @@ import os
 
 import pytest
 import torch
+from megatron.core.utils import unwrap_model
 
 from tests.conftest import REPO
 from xm2_megatron.config import load_config
 from xm2_megatron.model import build_model
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import train_step
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("megatron_runtime")]
@@ -63,14 +64,14 @@ def _batches(cfg, step, vocab, data=None):
 
 
 def _train(cfg, steps, data=None, weights_from=None):
-    chunks = build_model(cfg)
+    model, optimizer, scheduler = build_training_state(cfg)
+    chunk = unwrap_model(model)[0]
     if weights_from is not None:
-        assert _copy_weights(weights_from, chunks[0]) >= 1 + 4 * cfg.model.num_layers
-    model = wrap_with_ddp(cfg, chunks)
-    optimizer, scheduler = build_optimizer(cfg, model)
+        assert _copy_weights(weights_from, chunk) >= 1 + 4 * cfg.model.num_layers
+        optimizer.reload_model_params()  # bf16: the fp32 main weights are copies
     losses = [train_step(model, optimizer, scheduler,
                          _batches(cfg, s, cfg.model.vocab_size, data)).loss for s in range(steps)]
-    return chunks[0], losses
+    return chunk, losses
 
 
 def test_te_bf16_matches_local_bf16_from_the_same_weights():

@@ -4,6 +4,10 @@
 resolves its ``extends`` chain (parent first, child deep-merged into it: mappings merge,
 lists and scalars replace; ``name`` is never inherited), applies the overrides (values
 parsed as YAML), converts to ``ExperimentConfig`` checking every type strictly, and validates.
+
+Recipes ship inside the package (``xm2_megatron/recipes``, also reachable as ``recipes/`` at the
+repository root): where no file ``cpu_quickstart`` or ``cpu_quickstart.yaml`` exists, that
+name means the packaged recipe (``resolve_recipe``), for ``load_config`` and for ``extends``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import dataclasses
 import difflib
 import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -21,10 +24,42 @@ from typing import Any, TypeVar
 
 import yaml
 
-from xm2_megatron.config.schema import ConfigError, ConfigFileNotFoundError, ExperimentConfig
+from xm2_megatron.config.checks import ConfigError, ConfigFileNotFoundError
+from xm2_megatron.config.schema import ExperimentConfig
 
 CLI = "from the command line"
 T = TypeVar("T")
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"  # the packaged recipes
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def packaged_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``cpu_quickstart``, ``nano_6m``, ...)."""
+    return sorted(p.stem for p in RECIPES_DIR.iterdir() if p.suffix in RECIPE_SUFFIXES)
+
+
+def _packaged(name: str) -> Path | None:
+    """The packaged recipe a bare name (``nano_6m`` or ``nano_6m.yaml``) means, else None."""
+    if not name or os.sep in name or "/" in name or name.startswith("."):
+        return None
+    for candidate in (name,) if name.endswith(RECIPE_SUFFIXES) else (name + ".yaml", name + ".yml"):
+        if (RECIPES_DIR / candidate).is_file():
+            return RECIPES_DIR / candidate
+    return None
+
+
+def resolve_recipe(name_or_path: str | os.PathLike) -> Path:
+    """The recipe file ``name_or_path`` means: that file if it exists, else the packaged recipe
+    of that name (``cpu_quickstart`` or ``cpu_quickstart.yaml``); ``ConfigFileNotFoundError``
+    listing the packaged recipes otherwise."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    packaged = _packaged(str(name_or_path))
+    if packaged is not None:
+        return packaged
+    raise ConfigFileNotFoundError(f"config file {path} does not exist (packaged recipes: "
+                                  f"{', '.join(packaged_recipes())})")
 
 
 class _Loader(yaml.SafeLoader):
@@ -103,8 +138,12 @@ def _load_tree(path: Path, origins: dict[str, str], chain: tuple[Path, ...] = ()
         if not isinstance(parent, str) or not parent:
             raise ConfigError(f"extends={parent!r} (in {path}) must be a file name")
         parent_path = Path(os.path.normpath(path.parent / parent))
+        if not parent_path.exists():  # a packaged recipe's name: a user's recipe may extend it
+            parent_path = _packaged(parent) or parent_path
         if not parent_path.exists():
-            raise ConfigFileNotFoundError(f"{path} extends '{parent}', but {parent_path} does not exist")
+            raise ConfigFileNotFoundError(
+                f"{path} extends '{parent}', but {parent_path} does not exist "
+                f"(packaged recipes: {', '.join(packaged_recipes())})")
         base = _load_tree(parent_path, origins, (*chain, path))
         base.pop("name", None)  # a name belongs to its own file
     _record(origins, data, f"in {path}")
@@ -231,10 +270,11 @@ def config_from_dict(data: Mapping, world_size: int | None = None,
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = (),
                 world_size: int | None = None) -> ExperimentConfig:
-    """Load a recipe, resolve ``extends``, apply ``key=value`` overrides, type-check and validate."""
+    """Load a recipe (a file, or a packaged recipe's name: ``resolve_recipe``), resolve
+    ``extends``, apply ``key=value`` overrides, type-check and validate."""
     if isinstance(overrides, str):
         overrides = [overrides]
-    path = Path(path)
+    path = resolve_recipe(path)
     origins: dict[str, str] = {}
     data = _load_tree(path, origins)
     data.setdefault("name", path.stem)
@@ -250,12 +290,3 @@ def config_to_dict(cfg: ExperimentConfig) -> dict:
 def dump_yaml(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML; ``load_config`` on it gives an equal config."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
-
-
-def run_cli(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``; on a config error print one ``error: ...`` line to stderr and exit 2."""
-    try:
-        return fn(*args, **kwargs)
-    except (ConfigError, FileNotFoundError) as e:
-        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
-        raise SystemExit(2) from None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from xm2_megatron.config import ConfigError
+from xm2_megatron.errors import UserError
 
 
-class ConversionError(ConfigError):
-    """A checkpoint or Hugging Face folder that cannot be converted (``run_cli`` prints it, exit 2)."""
+class ConversionError(UserError):
+    """A checkpoint or Hugging Face folder that cannot be converted (``run_cli`` prints it,
+    exit 2); a :class:`~xm2_megatron.errors.UserError`, not a ``ConfigError``."""

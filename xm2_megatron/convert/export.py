@@ -14,26 +14,16 @@ import torch
 from safetensors.torch import save_file
 from transformers import GenerationConfig
 
-from xm2_megatron.convert.checkpoint_reader import (
-    check_shapes,
-    checkpoint_config,
-    export_build_config,
-    find_step,
-    load_weights,
-    stored_shapes,
-)
+from xm2_megatron.checkpoint import checkpoint_config, find_step, load_for_inference
+from xm2_megatron.checkpoint.inference import weights_precision
 from xm2_megatron.convert.errors import ConversionError
-from xm2_megatron.convert.files import atomic_directory, check_new_output, single_process_runtime
+from xm2_megatron.convert.files import check_new_output, new_output_directory
 from xm2_megatron.convert.granite import granite_config
 from xm2_megatron.convert.tokenizer import write_tokenizer
 from xm2_megatron.convert.weights import megatron_to_hf
+from xm2_megatron.runtime import single_process_runtime
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def _precision(train_precision: str) -> str:
-    """The dtype a checkpoint's weights are kept in (fp8 runs keep bf16 weights)."""
-    return "fp32" if train_precision == "fp32" else "bf16"
 
 
 def export_checkpoint(load: str | Path, save: str | Path, tokenizer: str | Path | None = None,
@@ -54,14 +44,13 @@ def export_checkpoint(load: str | Path, save: str | Path, tokenizer: str | Path 
         raise ConversionError(f"tokenizer model {tokenizer} does not exist")
     if dtype is not None and dtype not in DTYPES:
         raise ConversionError(f"--dtype {dtype!r} is not allowed: must be one of {', '.join(DTYPES)}")
-    rows = check_shapes(step, cfg, stored_shapes(step))
-    precision = _precision(cfg.train.precision)
+    precision = weights_precision(cfg.train.precision)
     with single_process_runtime(cfg.train.seed):
-        state = load_weights(step, export_build_config(cfg, rows, precision))
+        state = load_for_inference(step, precision).state_dict()
     out_dtype = DTYPES[dtype or precision]
     tensors = {name: t.to(out_dtype) for name, t in megatron_to_hf(state, cfg.model).items()}
     hf_config = granite_config(cfg.model, cfg.mup, dtype=out_dtype)
-    with atomic_directory(save, "the export folder") as folder:
+    with new_output_directory(save, "the export folder") as folder:
         hf_config.save_pretrained(folder)
         save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
         write_tokenizer(tokenizer, folder, cfg.model.vocab_size, cfg.model.seq_length)

@@ -1,9 +1,8 @@
 """A Hugging Face Granite or Llama folder -> a trainer checkpoint (step 0) at any TP/PP.
 
 ``import_hf("hf/model", "ckpts/model", tensor_parallel=2, pipeline_parallel=2)`` writes
-``ckpts/model/iter_0000000`` with the model, a fresh optimizer state (AdamW moments zero, as
-before a first step), the scheduler at step 0 and the resolved config, through the trainer's
-own ``save_checkpoint``. The model section comes from ``config.json``; everything else (optimizer,
+``ckpts/model/iter_0000000``, a model-only checkpoint (no optimizer or scheduler state: the
+run that loads it starts both fresh) with the resolved config, through ``save_checkpoint``. The model section comes from ``config.json``; everything else (optimizer,
 schedule, data, logging) from a base recipe plus ``key=value`` overrides. The folder appears
 only when the whole checkpoint is written.
 """
@@ -25,14 +24,16 @@ from xm2_megatron.config import (
     config_to_dict,
     load_config,
 )
-from xm2_megatron.convert.checkpoint_reader import export_build_config
+from xm2_megatron.checkpoint import save_checkpoint, single_process_config, step_dir_name
+from xm2_megatron.checkpoint.inference import weights_precision
 from xm2_megatron.convert.errors import ConversionError
-from xm2_megatron.convert.files import atomic_directory, check_new_output, single_process_runtime
+from xm2_megatron.convert.files import check_new_output, new_output_directory
 from xm2_megatron.convert.granite import model_fields, mup_fields
 from xm2_megatron.convert.weights import check_hf_tensors, hf_to_megatron
-from xm2_megatron.model.builder import padded_vocab_size
+from xm2_megatron.model import build_model, padded_vocab_size
+from xm2_megatron.runtime import single_process_runtime
 
-DEFAULT_RECIPE = Path(__file__).parents[2] / "recipes" / "xmodel2_1p2b.yaml"
+DEFAULT_RECIPE = "xmodel2_1p2b"  # a packaged recipe: everything but the model section
 _PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp32"}
 
 
@@ -97,18 +98,6 @@ def import_config(hf, hf_dir: Path, precision: str, tensor_parallel: int, pipeli
         raise ConversionError(str(e)) from None
 
 
-def fresh_adam_state(optimizer) -> None:
-    """Give every parameter the AdamW state torch creates before a first step (step 0, zero
-    moments): a never-stepped megatron optimizer cannot be saved, and this one resumes exactly
-    like a new one."""
-    for sub in getattr(optimizer, "chained_optimizers", [optimizer]):
-        inner = sub.optimizer
-        for group in inner.param_groups:
-            for param in group["params"]:
-                inner.state[param] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(param),
-                                      "exp_avg_sq": torch.zeros_like(param)}
-
-
 def _load_model(chunk: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     result = chunk.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
@@ -121,10 +110,6 @@ def import_hf(load: str | Path, save: str | Path, tensor_parallel: int = 1, pipe
               recipe: str | Path = DEFAULT_RECIPE, overrides: list[str] = ()) -> Path:
     """Import the HF folder ``load`` into the new checkpoint directory ``save``; returns the
     step folder's final path."""
-    from xm2_megatron.model.builder import build_model
-    from xm2_megatron.training.checkpoint import save_checkpoint, step_dir_name
-    from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
-
     hf_dir, save = Path(load), check_new_output(save, "the checkpoint folder")
     if not hf_dir.is_dir():
         raise ConversionError(f"Hugging Face folder {hf_dir} does not exist")
@@ -132,25 +117,17 @@ def import_hf(load: str | Path, save: str | Path, tensor_parallel: int = 1, pipe
     tensors = read_hf_tensors(hf_dir)
     cfg = import_config(hf, hf_dir, _precision(tensors, hf_dir), tensor_parallel, pipeline_parallel,
                         recipe, list(overrides), save)
-    if not cfg.optimizer.use_distributed_optimizer:
-        raise ConversionError(
-            "optimizer.use_distributed_optimizer=false is not supported for an import: megatron-core "
-            "0.16.1 saves a plain optimizer's step only when it is non-zero, so a step-0 checkpoint "
-            "would not resume; use optimizer.use_distributed_optimizer=true")
     check_hf_tensors(tensors, cfg.model, str(hf_dir))
     m = cfg.model
     rows = padded_vocab_size(m.vocab_size, m.make_vocab_size_divisible_by, tensor_parallel)
-    build_cfg = export_build_config(cfg, rows, "fp32" if cfg.train.precision == "fp32" else "bf16")
+    build_cfg = single_process_config(cfg, rows, weights_precision(cfg.train.precision))
     state = hf_to_megatron(tensors, m, rows)
-    with atomic_directory(save, "the checkpoint folder") as folder, \
+    with new_output_directory(save, "the checkpoint folder") as folder, \
             single_process_runtime(cfg.train.seed):
         chunks = build_model(build_cfg)
         _load_model(chunks[0], state)
-        model = wrap_with_ddp(build_cfg, chunks)
-        optimizer, scheduler = build_optimizer(build_cfg, model)
-        fresh_adam_state(optimizer)
         train_state = {"stage": None, "skipped_steps": 0, "consumed_samples": {},
                        "wandb_run_id": None, "imported_from": str(hf_dir.resolve())}
-        save_checkpoint(folder, 0, model, optimizer, scheduler, train_state, config_to_dict(cfg),
+        save_checkpoint(folder, 0, chunks, None, None, train_state, config_to_dict(cfg),
                         keep_last=1)
     return save / step_dir_name(0)

@@ -16,7 +16,6 @@ scores with different rounding); both segmentations decode to the same text. See
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from transformers.convert_slow_tokenizer import SentencePieceExtractor, SpmConverter
@@ -65,12 +64,3 @@ def write_tokenizer(model_path: str | Path, folder: Path, vocab_size: int, max_l
             (folder / name).write_bytes(contents)
         else:
             (folder / name).write_text(contents, encoding="utf-8")
-
-
-def copy_tokenizer_model(hf_dir: Path, destination: Path) -> Path | None:
-    """Copy an HF folder's ``tokenizer.model`` (if any) to ``destination``; returns the copy."""
-    source = hf_dir / "tokenizer.model"
-    if not source.is_file():
-        return None
-    shutil.copyfile(source, destination)
-    return destination

@@ -12,17 +12,18 @@ import gzip
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from xm2_megatron.config.schema import ConfigError
+from xm2_megatron import atomic
+from xm2_megatron.errors import UserError
 
 
-class DataError(ConfigError):
-    """Bad input data or arguments; the message names the file and line (``run_cli`` prints it)."""
+class DataError(UserError):
+    """Bad input data or arguments; the message names the file and line (``run_cli`` prints
+    it). A :class:`~xm2_megatron.errors.UserError`, not a ``ConfigError``."""
 
 
 class Line(NamedTuple):
@@ -96,23 +97,14 @@ def output_dir(output: str | os.PathLike) -> Path:
 def atomic_output(path: str | os.PathLike) -> Iterator[IO[str]]:
     """A text file that appears at ``path`` (gzipped for ``*.gz``) only if the block succeeds."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=output_dir(path), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
-                        io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as f:
-                    yield f
-            else:
-                with io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:
-                    yield f
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file owner-only: give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic.atomic_file(output_dir(path) / path.name, "wb") as raw:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+                    io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as f:
+                yield f
+        else:
+            with io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:
+                yield f
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

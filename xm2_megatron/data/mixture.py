@@ -93,7 +93,7 @@ def check_stage_files(blend: StageBlend, stage_name: str, tokenizer_sha256: str)
         missing = [s for s in (".bin", ".idx") if not Path(prefix + s).is_file()]
         if missing:
             raise ConfigError(f"{key}={prefix!r}: {' and '.join(prefix + s for s in missing)} "
-                              "not found (make it with tools/preprocess_data.py)")
+                              "not found (make it with xm2-preprocess)")
         try:
             check_tokenizer(prefix, tokenizer_sha256)
         except ValueError as error:

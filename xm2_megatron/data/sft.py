@@ -42,6 +42,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from xm2_megatron.config import SFT_CATEGORIES
 from xm2_megatron.data.jsonl import (
     DataError,
     atomic_output,
@@ -52,7 +53,7 @@ from xm2_megatron.data.jsonl import (
     write_json,
 )
 
-CATEGORIES = ("mathematics", "code", "logic", "knowledge", "commonsense")
+CATEGORIES = SFT_CATEGORIES  # the paper's five, as the recipe's blend entries name them
 ROLES = ("system", "user", "assistant")
 
 # Matched (re.search) against a lowercased source or category name, in this order.

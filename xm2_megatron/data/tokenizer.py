@@ -40,7 +40,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])(?=\s)|(?<=[。！？；])")
 
 class TokenizerError(DataError):
     """Bad tokenizer input or settings; the message names the file (and line). A
-    ``DataError`` (so a ``ConfigError``): ``run_cli`` prints one ``error:`` line, exit 2."""
+    ``DataError`` (so a ``UserError``): ``run_cli`` prints one ``error:`` line, exit 2."""
 
 
 # ---------------------------------------------------------------- reading inputs

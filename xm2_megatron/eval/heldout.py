@@ -2,7 +2,7 @@
 
 The text is cut into the same windows for both, so an exported model can be checked number
 for number against the checkpoint it came from. Each non-empty line is one document: its
-tokens and then the end-of-document id, as ``tools/preprocess_data.py --append-eod`` writes
+tokens and then the end-of-document id, as ``xm2-preprocess --append-eod`` writes
 the training data. Windows of ``seq_length + 1`` tokens do not overlap; the loss is the mean
 over every predicted token.
 """

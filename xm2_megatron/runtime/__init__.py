@@ -6,6 +6,8 @@ from xm2_megatron.runtime.distributed import (
     detect_launch_env,
     init_runtime,
     shutdown_runtime,
+    single_process_runtime,
 )
 
-__all__ = ["LaunchEnv", "Runtime", "detect_launch_env", "init_runtime", "shutdown_runtime"]
+__all__ = ["LaunchEnv", "Runtime", "detect_launch_env", "init_runtime", "shutdown_runtime",
+           "single_process_runtime"]

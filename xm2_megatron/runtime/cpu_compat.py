@@ -27,9 +27,6 @@ _CUDA_TYPE_NAMES = {
     torch.int32: "torch.cuda.IntTensor",
 }
 
-_applied = False
-
-
 def _is_cuda_device(device) -> bool:
     if isinstance(device, torch.device):
         return device.type == "cuda"
@@ -94,10 +91,12 @@ class _NoOpEvent:
         return True
 
 
+_undo: list = []  # what apply() changed, to put back in reverse order
+
+
 def apply() -> None:
     """Install the CPU compatibility layer for this process (idempotent)."""
-    global _applied
-    if _applied:
+    if _undo:
         return
     if torch.cuda.is_available():
         raise RuntimeError("the CPU compatibility layer must not be applied on a CUDA machine")
@@ -105,7 +104,7 @@ def apply() -> None:
     from megatron.core.tensor_parallel import random as mcore_random
 
     default_stream = _NoOpStream()
-    patches = {
+    patches = [(torch.cuda, name, replacement) for name, replacement in {
         "current_device": lambda: 0,
         "synchronize": lambda device=None: None,
         "current_stream": lambda device=None: default_stream,
@@ -116,14 +115,26 @@ def apply() -> None:
         "get_rng_state": lambda device="cuda": torch.get_rng_state(),
         "set_rng_state": lambda state, device="cuda": torch.set_rng_state(state),
         "manual_seed": lambda seed: torch.default_generator.manual_seed(seed),
-    }
-    for name, replacement in patches.items():
-        setattr(torch.cuda, name, replacement)
-    mcore_random._get_cuda_rng_state = (
-        lambda device="cuda", clone=False, graph_safe=False: torch.get_rng_state()
-    )
-    mcore_random._set_cuda_rng_state = (
-        lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)
-    )
-    _CudaToCpuMode().__enter__()
-    _applied = True
+    }.items()]
+    patches += [
+        (mcore_random, "_get_cuda_rng_state",
+         lambda device="cuda", clone=False, graph_safe=False: torch.get_rng_state()),
+        (mcore_random, "_set_cuda_rng_state",
+         lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)),
+    ]
+    for module, name, replacement in patches:
+        _undo.append((module, name, getattr(module, name)))
+        setattr(module, name, replacement)
+    mode = _CudaToCpuMode()
+    mode.__enter__()
+    _undo.append((None, None, mode))
+
+
+def undo() -> None:
+    """Remove the CPU compatibility layer (what ``apply`` changed goes back as it was)."""
+    while _undo:
+        module, name, original = _undo.pop()
+        if module is None:
+            original.__exit__(None, None, None)
+        else:
+            setattr(module, name, original)

@@ -7,15 +7,17 @@ and as a single process with no launcher.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 
+from xm2_megatron.errors import UserError
 from xm2_megatron.runtime import cpu_compat
 
 
@@ -132,9 +134,36 @@ def init_runtime(
 
 
 def shutdown_runtime() -> None:
-    """Tear down megatron's parallel state and the process group."""
+    """Tear down megatron's parallel state and the process group, and remove the CPU
+    compatibility layer (code that runs afterwards in this process sees plain torch)."""
     from megatron.core import parallel_state
 
     parallel_state.destroy_model_parallel()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    cpu_compat.undo()
+
+
+@contextlib.contextmanager
+def single_process_runtime(seed: int = 1234) -> Iterator[None]:
+    """megatron's parallel state at TP1/PP1 in this one process (gloo world 1 on CPU).
+
+    An already initialised world-size-1, TP1/PP1 runtime (a test session's) is reused and
+    left as it was; otherwise one is started here and torn down afterwards.
+    """
+    from megatron.core import parallel_state
+
+    if torch.distributed.is_initialized():
+        layout = (torch.distributed.get_world_size(),
+                  parallel_state.get_tensor_model_parallel_world_size(),
+                  parallel_state.get_pipeline_model_parallel_world_size())
+        if layout != (1, 1, 1):
+            raise UserError(f"this runs in one process; this one is part of a world of "
+                            f"{layout[0]} (TP {layout[1]}, PP {layout[2]}): run it without torchrun")
+        yield
+        return
+    init_runtime(1, 1, seed=seed, environ={})
+    try:
+        yield
+    finally:
+        shutdown_runtime()

@@ -9,7 +9,7 @@ line (see ``LogLine``; the fields are described in docs/monitoring.md)::
     44,400 tok/s | MFU 50.0% | mem 12.3/15.0 GiB | ETA 1h02m          (one line)
 
 MFU is model FLOPs (``training_flops_per_token``) over the devices' dense BF16 peak
-(``device_peak_flops``); ``-`` where the peak is unknown (CPU). Each step (and each
+(``runtime.hardware.device_peak_flops``); ``-`` where the peak is unknown (CPU). Each step (and each
 validation) is one JSON line in ``run_dir/metrics.jsonl`` and one W&B history row at
 ``step``; ``finish`` draws the PNGs (``plots.save_plots``) and closes the W&B run.
 """
@@ -32,68 +32,10 @@ import psutil
 import torch
 
 from xm2_megatron.config import ExperimentConfig, config_to_dict
+from xm2_megatron.runtime.hardware import PEAK_FLOPS_ENV, device_name, device_peak_flops, mfu
 
-PEAK_FLOPS_ENV = "XM2_PEAK_FLOPS"
 GIB = 1024**3
 WANDB_FINISH_TIMEOUT_S = 300.0  # the most time finish() waits for uploads; the rest stays on disk
-
-# Dense (no sparsity) BF16 tensor-core peak FLOP/s per device. A device matches the first
-# entry whose key is a case-insensitive substring of its name, so specific names come first.
-PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
-    ("GH200", 989e12),
-    ("H200 NVL", 835e12),
-    ("H200", 989e12),
-    ("H100 PCIe", 756e12),
-    ("H100 NVL", 835e12),
-    ("H100", 989e12),
-    ("H800", 989e12),
-    ("H20", 148e12),
-    ("GB200", 2500e12),
-    ("B200", 2250e12),
-    ("A100", 312e12),
-    ("A800", 312e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("MI300X", 1307e12),
-)
-
-
-def _device_name(device: torch.device | str) -> str:
-    if isinstance(device, str):
-        return device
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return device.type
-
-
-def device_peak_flops(device: torch.device | str, override: float | None = None) -> float | None:
-    """Dense BF16 peak FLOP/s of one device; None on CPU or for a device not in the table.
-
-    ``device`` is a ``torch.device`` (a CUDA one is looked up by its name) or a device name
-    such as ``"NVIDIA H100 80GB HBM3"``. ``override``, else the ``XM2_PEAK_FLOPS`` environment
-    variable (e.g. ``989e12``), replaces the table.
-    """
-    if override is None and os.environ.get(PEAK_FLOPS_ENV):
-        text = os.environ[PEAK_FLOPS_ENV]
-        try:
-            override = float(text)
-        except ValueError:
-            raise ValueError(
-                f"{PEAK_FLOPS_ENV}={text!r} must be FLOP/s per device, e.g. 989e12") from None
-    if override is not None:
-        return override
-    name = _device_name(device).lower()
-    return next((peak for key, peak in PEAK_BF16_FLOPS if key.lower() in name), None)
-
-
-def mfu(tokens_per_s: float, flops_per_token: float, peak: float | None,
-        num_devices: int = 1) -> float | None:
-    """Model FLOPs utilisation: achieved model FLOP/s over ``num_devices`` x ``peak``
-    (None without a peak)."""
-    if peak is None:
-        return None
-    return tokens_per_s * flops_per_token / (peak * num_devices)
-
 
 def format_duration(seconds: float | None) -> str:
     """``2d03h``, ``1h02m``, ``4m05s`` or ``-`` (unknown)."""
@@ -264,7 +206,7 @@ class Monitor:
         self.device = device or _default_device()
         self.peak_flops = device_peak_flops(self.device, peak_flops)
         if self.peak_flops is None and self.device.type != "cpu":
-            _warn(f"no peak FLOP/s known for {_device_name(self.device)!r}: MFU shown as '-'; "
+            _warn(f"no peak FLOP/s known for {device_name(self.device)!r}: MFU shown as '-'; "
                   f"set {PEAK_FLOPS_ENV} (FLOP/s per device) to enable it")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"

@@ -1,7 +1,9 @@
-"""Wrap model chunks (Float16Module for bf16, megatron's DDP) and build the optimizer with µP
-learning rates."""
+"""The training state, built once: model chunks, megatron DDP, the optimizer with µP learning
+rates and the WSD scheduler, from the config (megatron's parallel state must be initialised)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
@@ -17,6 +19,7 @@ from megatron.core.optimizer.optimizer import MegatronOptimizer
 from megatron.core.transformer.module import Float16Module
 
 from xm2_megatron.config import ExperimentConfig
+from xm2_megatron.model import build_model
 from xm2_megatron.model.builder import param_dtype
 from xm2_megatron.model.mup import mup_multipliers
 from xm2_megatron.optim.schedule import WSDScheduler
@@ -89,3 +92,24 @@ def build_optimizer(
         optimizer, cfg.schedule, cfg.optimizer.lr, cfg.optimizer.min_lr, cfg.optimizer.weight_decay
     )
     return optimizer, scheduler
+
+
+@dataclass
+class TrainingState:
+    """What a training step updates: this rank's model chunks (in megatron DDP), the
+    optimizer and the learning-rate scheduler."""
+
+    model: list[DistributedDataParallel]
+    optimizer: MegatronOptimizer
+    scheduler: WSDScheduler
+
+    def __iter__(self):
+        """``model, optimizer, scheduler = state``."""
+        return iter((self.model, self.optimizer, self.scheduler))
+
+
+def build_training_state(cfg: ExperimentConfig) -> TrainingState:
+    """Model -> Float16Module (bf16) -> DDP -> optimizer -> scheduler for this rank."""
+    model = wrap_with_ddp(cfg, build_model(cfg))
+    optimizer, scheduler = build_optimizer(cfg, model)
+    return TrainingState(model, optimizer, scheduler)

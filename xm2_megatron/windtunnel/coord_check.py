@@ -1,8 +1,7 @@
 """µP coordinate check: activation RMS across widths (or depths) after a few optimizer steps.
 
-Each variant of ``base`` is built and trained on the project's own path (``build_model`` ->
-``wrap_with_ddp`` -> ``build_optimizer`` -> ``train_step``) at a constant lr on fixed synthetic
-batches; then one fixed batch goes through it and forward hooks record the RMS of
+Each variant of ``base`` is built and trained on the trainer's own path
+(``build_training_state`` -> ``train_step``) at a constant lr on fixed synthetic batches; then one fixed batch goes through it and forward hooks record the RMS of
 
 - ``embedding``: the embedding output (after µP's ``scale_emb``),
 - ``layer_{i}``: each transformer layer's output (the residual stream); ``last_layer`` as well,
@@ -23,8 +22,7 @@ from megatron.core import tensor_parallel
 
 from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.data.synthetic import rank_microbatches, synthetic_batch
-from xm2_megatron.model.builder import build_model
-from xm2_megatron.training.setup import build_optimizer, wrap_with_ddp
+from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import train_step
 
 Results = dict[int, dict[str, float]]
@@ -104,15 +102,14 @@ def measure_rms(cfg: ExperimentConfig, steps: int, seeds: Sequence[int] = (0,)) 
         data_seed = cfg.data.seed + seed
         torch.manual_seed(seed)
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
-        model = wrap_with_ddp(run, build_model(run))
-        optimizer, scheduler = build_optimizer(run, model)
+        state = build_training_state(run)
         for step in range(steps):
             batches = rank_microbatches(step * gbs, gbs, mbs, 0, 1, m.seq_length, m.vocab_size,
                                         data_seed)
-            train_step(model, optimizer, scheduler, batches)
+            train_step(state.model, state.optimizer, state.scheduler, batches)
         batch = synthetic_batch(_MEASURE_INDEX, mbs, m.seq_length, m.vocab_size, data_seed)
         batch = {key: value.to(device) for key, value in batch.items()}
-        for site, value in _measure(model[0].module, batch, m.vocab_size).items():
+        for site, value in _measure(state.model[0].module, batch, m.vocab_size).items():
             totals[site] = totals.get(site, 0.0) + value / len(seeds)
     return totals
 

@@ -1,4 +1,4 @@
-"""µP coordinate check (``xm2_megatron.model.coord_check``): RMS across widths and depths.
+"""µP coordinate check (``xm2_megatron.windtunnel.coord_check``): RMS across widths and depths.
 
 Setup: the parity recipe with vocab 1024, seq 64, 4 layers, dim_model_base 256 (MiniCPM's);
 widths 64, 128, 256, 512 (FFN 2.5 x width, head dim 16, 2 heads per KV group); AdamW at a
@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 import xm2_megatron.model.builder
-import xm2_megatron.training.setup
+import xm2_megatron.training.state
 from xm2_megatron.config import load_config
-from xm2_megatron.model.coord_check import coordinate_check, depth_check, rms_growth, width_config
+from xm2_megatron.windtunnel.coord_check import coordinate_check, depth_check, rms_growth, width_config
 from xm2_megatron.model.mup import mup_multipliers
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")
@@ -50,7 +50,7 @@ SETUP = ("model.vocab_size=1024", "model.seq_length=64", "model.num_layers=4",
 
 @pytest.fixture(scope="module")
 def base():
-    return load_config(Path(__file__).parent / "distributed" / "parity.yaml", SETUP)
+    return load_config(Path(__file__).parents[1] / "distributed" / "parity.yaml", SETUP)
 
 
 def _without(monkeypatch, module, **fields):
@@ -76,7 +76,7 @@ def test_standard_parametrization_blows_up_with_width(base):
 
 @pytest.mark.parametrize(("module", "field", "site"), [
     (xm2_megatron.model.builder, "logits", "logits"),
-    (xm2_megatron.training.setup, "hidden_lr", "last_layer"),
+    (xm2_megatron.training.state, "hidden_lr", "last_layer"),
 ], ids=["logits_scale", "hidden_lr"])
 def test_removing_a_width_operation_breaks_the_mup_criterion(monkeypatch, base, module, field,
                                                              site):

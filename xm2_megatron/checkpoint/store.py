@@ -1,0 +1,202 @@
+"""Save and load training state atomically on megatron-core's ``dist_checkpointing``.
+
+A save writes everything into ``<dir>/.iter_<step>.<id>.tmp/``; once every rank is done,
+rank 0 fsyncs it, renames it to ``iter_<step>`` and only then replaces ``latest``, so a save
+killed at any point leaves the previous checkpoint complete and ``latest`` on it. Model and
+optimizer go through ``dist_checkpointing`` (the optimizer ``fully_reshardable``), so a
+checkpoint saved at one TP/PP/DP layout loads at another. The optimizer and scheduler are
+optional on both sides: a model-only checkpoint (a Hugging Face import) starts a fresh
+optimizer. See docs/checkpoints.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+from megatron.core.dist_checkpointing.strategies.common import TorchCommonLoadStrategy
+from megatron.core.utils import unwrap_model
+from torch.distributed.checkpoint.api import CheckpointException
+
+from xm2_megatron import atomic
+from xm2_megatron.checkpoint import megatron_fixes as fixes
+from xm2_megatron.checkpoint.format import (
+    CONFIG_FILE,
+    LATEST,
+    RNG_FILE,
+    complete_checkpoints,
+    find_checkpoint,
+    step_dir_name,
+)
+from xm2_megatron.checkpoint.rng import load_rng, save_rng
+from xm2_megatron.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+# the distributed optimizer's canonical per-parameter layout: loads at any TP/PP/DP layout
+_OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
+def _sharded_state_dict(model: list, optimizer, is_loading: bool) -> dict:
+    """Model chunks (``model`` / ``model0..``) and the optimizer state built on them."""
+    chunks = unwrap_model(model)
+    if len(chunks) == 1:
+        state = {"model": chunks[0].sharded_state_dict()}
+    else:
+        state = {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.sharded_state_dict(
+            state, is_loading=is_loading, metadata=_OPTIMIZER_METADATA)
+    return state
+
+
+def _load_model_state(model: list, state: dict) -> None:
+    chunks = unwrap_model(model)
+    names = ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]
+    for chunk, name in zip(chunks, names):
+        chunk.load_state_dict(state[name])
+
+
+def _broadcast(value):
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Temporary folders and files of saves or deletions that were killed."""
+    for path in directory.glob(".*.tmp"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _prune(directory: Path, keep_last: int, newest: Path) -> None:
+    """Delete complete checkpoints beyond the last ``keep_last`` (never ``newest``)."""
+    old = [p for p in complete_checkpoints(directory) if p != newest]
+    for path in old[: max(len(old) - (keep_last - 1), 0)]:
+        atomic.remove_tree(path)
+
+
+def commit(tmp: Path, final: Path, keep_last: int) -> None:
+    """Rank 0: make a fully written temporary folder the newest checkpoint."""
+    atomic.commit_directory(tmp, final)
+    atomic.write_text(final.parent / LATEST, final.name + "\n")
+    _prune(final.parent, keep_last, final)
+
+
+def _prepare_tmp(directory: Path, step: int) -> Path:
+    """Rank 0 clears leftovers and creates the temporary folder; every rank gets its path."""
+    tmp = None
+    if torch.distributed.get_rank() == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(directory)
+        tmp = atomic.temporary_name(directory / step_dir_name(step))
+        tmp.mkdir()
+    return Path(_broadcast(None if tmp is None else str(tmp)))
+
+
+def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, scheduler,
+                    train_state: dict, config_dict: dict, keep_last: int,
+                    async_queue: AsyncCallsQueue | None = None) -> Path:
+    """Save ``directory/iter_<step>`` atomically on every rank; returns its path.
+
+    ``train_state`` (plain values, the same on every rank) is stored with ``step`` added;
+    ``optimizer`` and ``scheduler`` may be None (a model-only checkpoint). With
+    ``async_queue`` a forked process writes the tensors and the folder is committed when the
+    queue finalises the request (call ``maybe_finalize_async_calls`` every step and
+    ``close`` at the end, on every rank); a new save first waits for the previous one.
+    """
+    fixes.check_megatron_version()
+    if async_queue is not None:
+        async_queue.maybe_finalize_async_calls(blocking=True)
+    directory = Path(directory)
+    final = directory / step_dir_name(step)
+    tmp = _prepare_tmp(directory, step)
+    state = _sharded_state_dict(model, optimizer, is_loading=False)
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    state["train_state"] = {**copy.deepcopy(train_state), "step": step}
+    content = {"has_optimizer": optimizer is not None,
+               "distributed_optimizer": optimizer is not None
+               and fixes.uses_distributed_optimizer(optimizer)}
+    request = dist_checkpointing.save(state, str(tmp), async_sharded_save=async_queue is not None,
+                                      content_metadata=content)
+    save_rng(tmp / RNG_FILE)
+    if torch.distributed.get_rank() == 0:
+        atomic.write_text(tmp / CONFIG_FILE, yaml.safe_dump(config_dict, sort_keys=False))
+
+    def finalize():
+        torch.distributed.barrier()
+        if torch.distributed.get_rank() == 0:
+            commit(tmp, final, keep_last)
+        torch.distributed.barrier()
+
+    if request is None:
+        finalize()
+    else:
+        request.add_finalize_fn(finalize)
+        async_queue.schedule_async_request(request)
+    return final
+
+
+def _content_metadata(step_dir: Path) -> dict:
+    common = TorchCommonLoadStrategy().load_common(step_dir)
+    return dist_checkpointing.load_content_metadata(preloaded_state_dict=common) or {}
+
+
+def _check_optimizer_kind(step_dir: Path, saved: dict, optimizer) -> None:
+    """The distributed and the plain optimizer store different state: fail clearly."""
+    current = fixes.uses_distributed_optimizer(optimizer)
+    if saved.get("distributed_optimizer", current) != current:
+        raise CheckpointError(
+            f"{step_dir} was saved with optimizer.use_distributed_optimizer="
+            f"{saved['distributed_optimizer']} but this run uses {current}: the optimizer "
+            "state of one cannot be loaded into the other")
+
+
+def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=None,
+                    restore_rng: bool = True) -> dict | None:
+    """Load the checkpoint :func:`find_checkpoint` picks under ``path`` into the model and, if
+    given and saved, the optimizer and scheduler (at any TP/PP/DP layout); with
+    ``restore_rng`` restore the RNG states if the layout is the saved one. Returns the saved
+    train state, or None (nothing loaded) when there is no checkpoint. A model-only checkpoint
+    leaves the optimizer fresh (its main parameters reloaded from the loaded model) and the
+    scheduler at its start."""
+    fixes.check_megatron_version()
+    found = find_checkpoint(path) if torch.distributed.get_rank() == 0 else None
+    found = _broadcast(None if found is None else str(found))
+    if found is None:
+        return None
+    step_dir = Path(found)
+    saved = _content_metadata(step_dir)
+    with_optimizer = optimizer is not None and saved.get("has_optimizer", True)
+    if with_optimizer:
+        _check_optimizer_kind(step_dir, saved, optimizer)
+    with fixes.distinct_param_groups():
+        if with_optimizer:
+            fixes.init_empty_optimizer_states(optimizer)
+        sharded = _sharded_state_dict(model, optimizer if with_optimizer else None, is_loading=True)
+        try:
+            state = dist_checkpointing.load(sharded, str(step_dir))
+            _load_model_state(model, state)
+        except (Exception, CheckpointException) as e:  # torch's is a BaseException
+            detail = " ".join(str(e).split())[:300]
+            raise CheckpointError(f"{step_dir}: cannot load it: the checkpoint is incomplete or "
+                                  f"damaged, or of another model ({type(e).__name__}: {detail})"
+                                  ) from None
+        if with_optimizer:
+            fixes.load_optimizer_state(optimizer, state["optimizer"])
+        elif optimizer is not None:
+            optimizer.reload_model_params()
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng and not load_rng(step_dir / RNG_FILE) and torch.distributed.get_rank() == 0:
+        logger.warning("%s was saved at another parallel layout: RNG states not restored", step_dir)
+    return copy.deepcopy(state["train_state"])

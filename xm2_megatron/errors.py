@@ -1,0 +1,17 @@
+"""The project's error root: bad input that a user can fix.
+
+Every error caused by input (a recipe field, a data file, a checkpoint, a Hugging Face
+folder) derives from :class:`UserError`; its message is one line naming the file or field
+and what was expected. Command lines print it as ``error: ...`` and exit 2
+(:func:`xm2_megatron.cli.run_cli`); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Bad input: one line naming the file, line or field and what was expected."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be found, read or loaded into this model."""
