@@ -138,7 +138,7 @@ def speed_run(src: Path, prefix: Path, model: Path, workers: int) -> dict:
     of the workers (reaped children)."""
     main0, kids0 = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     summary = preprocess([str(src)], str(prefix), str(model), append_eod=True, workers=workers,
-                         log_interval=float("inf"))
+                         log_interval=float("inf"), overwrite=True)  # repeats share one prefix
     main1, kids1 = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     tokens = summary.tokens["text"]
     return {"workers": workers, "input_mb": round(src.stat().st_size / 1e6, 1),
@@ -169,7 +169,7 @@ def memory_run(src: Path, prefix: Path, model: Path, workers: int) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(TOOL), "--input", str(src), "--output-prefix",
                              str(prefix), "--tokenizer-model", str(model), "--append-eod",
-                             "--workers", str(workers), "--log-interval", "1e9"],
+                             "--workers", str(workers), "--log-interval", "1e9", "--overwrite"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0, 0, 0]
     watched = psutil.Process(proc.pid)

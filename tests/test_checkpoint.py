@@ -133,6 +133,67 @@ def test_stop_signal_is_agreed(megatron_runtime):
         stop.restore()
 
 
+def test_ctrl_c_asks_to_stop_and_a_second_interrupts(megatron_runtime):
+    stop = StopSignal()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested()  # saved at the next step boundary, like SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        stop.restore()
+
+
+class _RunsACommand:
+    """A pickle that would create ``marker`` when unpickled with pickle's full power."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_rng_file_runs_nothing(megatron_runtime, tiny_config, reference, tmp_path):
+    import shutil
+
+    import torch
+
+    from xm2_megatron.checkpoint import load_for_inference
+    from xm2_megatron.training.state import build_training_state
+
+    step = tmp_path / "iter_0000004"
+    shutil.copytree(reference["dir"] / "iter_0000004", step)
+    marker = tmp_path / "pwned"
+    torch.save({"layout": _RunsACommand(marker)}, step / checkpoint.RNG_FILE)
+    load_for_inference(step)  # an export never reads rng.pt
+    model, optimizer, scheduler = build_training_state(tiny_config())
+    with pytest.raises(checkpoint.CheckpointError, match="rng.pt: not an RNG-state file"):
+        checkpoint.load_checkpoint(step, model, optimizer, scheduler)
+    assert not marker.exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_next(megatron_runtime, tiny_config,
+                                                             reference, tmp_path, caplog):
+    import shutil
+
+    from xm2_megatron.training.state import build_training_state
+
+    directory = tmp_path / "ckpt"
+    shutil.copytree(reference["dir"], directory)  # iter_0000003, iter_0000004, latest
+    for shard in (directory / "iter_0000004").glob("*.distcp"):
+        shard.unlink()
+    model, optimizer, scheduler = build_training_state(tiny_config())
+    restored = checkpoint.load_checkpoint(directory, model, optimizer, scheduler)
+    assert restored["step"] == 3
+    assert "skipping" in caplog.text and "iter_0000004" in caplog.text and ".distcp" in caplog.text
+    for shard in (directory / "iter_0000003").glob("*.distcp"):
+        shard.unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint under .* loads: .*"
+                                                          "iter_0000004.*iter_0000003"):
+        checkpoint.load_checkpoint(directory, model, optimizer, scheduler)
+
+
 def test_optimizer_kind_mismatch_is_explained(megatron_runtime, tiny_config, reference):
     from xm2_megatron.training.state import build_training_state
 

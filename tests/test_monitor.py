@@ -120,6 +120,17 @@ def test_monitor_lines_and_metrics(tmp_path, monkeypatch, capsys):
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in pngs.values())
 
 
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
+    """A run killed (or out of disk) mid-write leaves half a line; the resume drops it."""
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.5}\n{"step": 3, "lo')
+    mon = Monitor(_cfg(), tmp_path, 1000.0, 1, start_step=2, device=CPU)
+    assert "metrics.jsonl:3 is not a complete JSON record" in capsys.readouterr().err
+    mon.log_step(3, "stable", loss=2.0, lr=0.01, grad_norm=0.5, tokens=1024, seconds=2.0)
+    mon.finish()
+    assert [(r["step"], r["loss"]) for r in read_metrics(metrics)] == [(1, 3.0), (2, 2.5), (3, 2.0)]
+
+
 # W&B
 
 def test_offline_wandb_run_holds_config_and_metrics_and_resumes(tmp_path, capsys):

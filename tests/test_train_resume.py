@@ -107,7 +107,8 @@ def test_sigterm_to_every_process_saves_exits_75_and_resumes_the_same_wandb_run(
 
 def test_branch_from_checkpoint_load_then_its_own_checkpoints(tmp_path):
     """checkpoint.load seeds a new run (a decay branch); once the run has checkpoints of its own
-    it resumes from those; a damaged checkpoint is one error line and exit 2."""
+    it resumes from those; a damaged newest checkpoint falls back to the one before it, and
+    when none loads that is one error line and exit 2."""
     def run(out, *extra):
         return _run("train.eval_interval=null", f"logging.output_dir={tmp_path / 'runs'}",
                     f"checkpoint.dir={tmp_path / out}", *extra)
@@ -122,7 +123,13 @@ def test_branch_from_checkpoint_load_then_its_own_checkpoints(tmp_path):
 
     for shard in (tmp_path / "branch" / "iter_0000004").glob("*.distcp"):
         shard.write_bytes(b"damaged")
-    damaged = run("branch", "train.steps=5")
+    fallback = run("branch", "train.steps=5")  # the newest is damaged: the one before it loads
+    assert fallback.returncode == 0, fallback.stderr[-3000:]
+    assert f"resumed at step 3 from {tmp_path / 'branch'}" in fallback.stdout
+    assert "skipping" in fallback.stderr and "iter_0000004: cannot load it" in fallback.stderr
+    for shard in (tmp_path / "branch").glob("iter_*/*.distcp"):
+        shard.write_bytes(b"damaged")
+    damaged = run("branch", "train.steps=6")
     assert damaged.returncode == 2
     (line,) = damaged.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: ") and "iter_0000004: cannot load it" in line
+    assert line.startswith("error: ") and "cannot load it" in line

@@ -1,13 +1,15 @@
 """The Trainer from code: a custom callback sees the named points in order and stops the run;
 a stop that saves resumes to the uninterrupted run's losses; the checkpoint callback saves."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from xm2_megatron.config import load_config
-from xm2_megatron.checkpoint import LATEST, complete_checkpoints
+from xm2_megatron.checkpoint import LATEST, CheckpointError, complete_checkpoints
 from xm2_megatron.training import (
     EXIT_OK,
     EXIT_STOPPED,
@@ -99,3 +101,32 @@ def test_a_saving_stop_resumes_to_the_uninterrupted_losses(megatron_runtime, tin
     assert list(second.losses) == [4, 5, 6]
     for step, loss in {**first.losses, **second.losses}.items():
         assert loss == pytest.approx(uninterrupted[step], rel=1e-6), step
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.pwrite(fd, b"pid 4242 on elsewhere since 2026-12-01 00:00:00", 0)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_run_on_the_same_checkpoint_dir_is_refused(megatron_runtime, tiny_config,
+                                                            tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cfg = tiny_config(*SETUP, f"checkpoint.dir={tmp_path}")
+        recorder = Recorder()
+        with pytest.raises(CheckpointError, match=r"is in use by another run \(pid 4242 on "
+                                                  r"elsewhere since 2026-12-01 00:00:00\)"):
+            _fit(cfg, megatron_runtime, [Checkpointer(cfg.checkpoint), recorder])
+        assert recorder.calls == [("fit_end", 1)]  # nothing trained, nothing saved
+    finally:
+        holder.kill()
+        holder.wait()
+    recorder = Recorder(stop_at=1)  # the holder is gone: the lock went with it
+    assert _fit(cfg, megatron_runtime, [recorder])[1] == EXIT_STOPPED

@@ -5,9 +5,25 @@
 #
 #   bash scripts/gpu/download_wheels.sh [OUT_DIR]        # default build/gpu-wheels
 #   TE_VERSION=2.20.2 bash scripts/gpu/download_wheels.sh  # another Transformer Engine
+#
+# OUT_DIR is replaced only if it is empty or an earlier run of this script made it (it holds
+# the marker file .xm2-wheels); any other existing OUT_DIR is refused (exit 2), untouched.
 set -euo pipefail
 
 OUT=${1:-build/gpu-wheels}
+MARKER=.xm2-wheels
+if [ -e "$OUT" ] || [ -L "$OUT" ]; then
+    if [ ! -d "$OUT" ] || [ -L "$OUT" ]; then
+        echo "error: $OUT exists and is not a plain folder (a file or a link);" \
+             "choose another OUT_DIR" >&2
+        exit 2
+    fi
+    if [ -n "$(ls -A -- "$OUT")" ] && [ ! -f "$OUT/$MARKER" ]; then
+        echo "error: $OUT is not empty and was not made by download_wheels.sh (no $MARKER in" \
+             "it); choose another OUT_DIR or empty it yourself" >&2
+        exit 2
+    fi
+fi
 TE_VERSION=${TE_VERSION:-2.11.0}
 BUNDLE_MIB=${BUNDLE_MIB:-56}
 INDEX=${INDEX:-https://pypi.org/simple}
@@ -16,7 +32,7 @@ TARGET=(--python-version 3.12 --implementation cp --abi cp312 --platform manylin
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --only-binary=:all:
         --index-url "$INDEX")
 start=$SECONDS
-rm -rf "$OUT" && mkdir -p "$OUT/files"
+rm -rf -- "$OUT" && mkdir -p "$OUT/files" && touch "$OUT/$MARKER"
 reqs=$(mktemp)
 sed "s/\${TE_VERSION}/$TE_VERSION/g" "$HERE/requirements-gpu.txt" > "$reqs"
 

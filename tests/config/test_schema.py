@@ -218,3 +218,18 @@ def test_validate_on_dataclasses_directly():
 ])
 def test_stage_checks_in_a_file(tmp_path, data, message):
     assert message in error_of(write(tmp_path, "x.yaml", data), [])
+
+
+# --- validation needs a validation split ---------------------------------------------------
+
+INDEXED = "data={kind: indexed, tokenizer_model: t.model, split: '%s', stages: {stable: {blend: [{prefix: a}]}}}"
+
+
+def test_eval_interval_needs_a_validation_share_of_indexed_data():
+    msg = error_of(QUICK, [INDEXED % "100,0,0"])  # the quickstart sets train.eval_interval=10
+    assert msg == ("data.split='100,0,0' gives validation no share of the data but "
+                   "train.eval_interval=10 asks for a validation loss: give the valid part a share "
+                   "(e.g. data.split='99,1,0') or set train.eval_interval=null")
+    load_config(QUICK, [INDEXED % "100,0,0", "train.eval_interval=null"])  # no validation: fine
+    load_config(QUICK, [INDEXED % "99.9,0.1,0"])
+    load_config(QUICK, ["data.split=100,0,0"])  # synthetic data has no split to validate on

@@ -1,17 +1,20 @@
 """Stage mixtures built with megatron's BlendedMegatronDatasetBuilder on real indexed datasets."""
 
+import shutil
 from collections import Counter
 
 import pytest
 
 from xm2_megatron.config import ConfigError
+from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.mixture import (
     build_stage_datasets,
+    check_data,
     stage_blend,
     stage_num_samples,
     stage_step_ranges,
 )
-from xm2_megatron.data.tokenizer import train_tokenizer
+from xm2_megatron.data.tokenizer import Tokenizer, train_tokenizer
 from tests.data.conftest import mixture_config as _config
 from tests.launch import run_trainer
 
@@ -88,3 +91,65 @@ def test_trainer_checks_every_stage_before_building_the_model(corpus, tmp_path):
     assert "xm2-megatron:" not in result.stdout  # failed before the model was built
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: data.stages.stable.blend[0].prefix=") and "not found" in line
+
+
+# --- checks at start-up: damaged or mismatched datasets are one line naming the file ---------
+
+@pytest.fixture
+def copied(corpus, tmp_path):
+    """A copy of the corpus (tokenizer and datasets) to damage."""
+    for path in [corpus / "tok.model", *corpus.glob("*_text_document.*")]:
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+def _truncate(path, size):
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def test_whole_datasets_pass(corpus):
+    check_data(_config(corpus))
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda idx, _: _truncate(idx, idx.stat().st_size // 2),
+     r"code_text_document\.idx is truncated or damaged \([\d,]+ bytes; reading it fails: buffer is smaller"),
+    (lambda idx, _: _truncate(idx, 20), r"code_text_document\.idx is truncated or damaged"),
+    (lambda idx, _: _truncate(idx, 0), r"code_text_document\.idx is not a megatron-core index"),
+    (lambda idx, _: idx.write_bytes(b"not an index at all" * 10),
+     r"code_text_document\.idx is not a megatron-core index \(bad header"),
+    (lambda _, bin_: _truncate(bin_, bin_.stat().st_size - 2),
+     (r"code_text_document\.bin is [\d,]+ bytes but .*code_text_document\.idx describes [\d,]+ "
+      r"sequences \(300 documents\) of uint16 tokens in [\d,]+ bytes: the \.bin is truncated")),
+    (lambda _, bin_: bin_.write_bytes(bin_.read_bytes() + b"\0\0"),
+     r"code_text_document\.bin is .* the \.bin is longer than its index"),
+], ids=["idx-half", "idx-header-only", "idx-empty", "idx-junk", "bin-short", "bin-long"])
+def test_damaged_dataset_is_named(copied, damage, match):
+    damage(copied / "code_text_document.idx", copied / "code_text_document.bin")
+    with pytest.raises(DataError, match=match) as info:
+        check_data(_config(copied))
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_vocabulary_larger_than_the_model_is_refused(corpus):
+    vocab = Tokenizer(corpus / "tok.model").vocab_size
+    check_data(_config(corpus, f"model.vocab_size={vocab}"))  # exactly the tokenizer's: fits
+    with pytest.raises(DataError, match=(
+            rf"web_text_document\.json: dataset web_text_document was tokenized with a {vocab}-token "
+            rf"vocabulary \(data.tokenizer_model=.*tok.model\), larger than model.vocab_size="
+            rf"{vocab - 1}: .* set model.vocab_size={vocab} or more")):
+        check_data(_config(corpus, f"model.vocab_size={vocab - 1}"))
+
+
+def test_trainer_refuses_a_truncated_index_before_building_the_model(copied, tmp_path_factory):
+    idx = copied / "web_text_document.idx"
+    _truncate(idx, idx.stat().st_size - 8)
+    _config(copied)  # writes copied/recipe.yaml
+    result = run_trainer(copied / "recipe.yaml",
+                         f"logging.output_dir={tmp_path_factory.mktemp('runs')}", timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "xm2-megatron:" not in result.stdout  # failed before the model was built
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {idx} is truncated"), result.stderr

@@ -21,6 +21,7 @@ import sentencepiece as spm
 
 from xm2_megatron.data import preprocess as pp
 from xm2_megatron.data.jsonl import DataError
+from xm2_megatron.data.preprocess_output import Outputs
 from xm2_megatron.data.tokenizer import Tokenizer
 from xm2_megatron.tools.preprocess_data import main as preprocess_main
 
@@ -84,6 +85,11 @@ def dataset_bytes(prefix) -> list[bytes]:
 
 def outputs(directory) -> list[str]:
     return sorted(os.listdir(directory))
+
+
+def is_temporary(name: str, dataset: str) -> bool:
+    """``name`` is a run's hidden temporary file of ``dataset``'s ``.bin`` or ``.idx``."""
+    return name.startswith((f".{dataset}.bin.", f".{dataset}.idx.")) and name.endswith(".tmp")
 
 
 def many_docs(n: int) -> list[str]:
@@ -289,7 +295,7 @@ def _start_and_kill(victim: str, src: str, out, tokenizer) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("victim", ["tool", "worker"])
-def test_killed_run_leaves_no_dataset_and_rerun_succeeds(tmp_path, tokenizer, victim):
+def test_killed_run_leaves_no_dataset_and_rerun_succeeds(tmp_path, tokenizer, victim, capsys):
     src = jsonl(tmp_path / "big.jsonl", many_docs(60_000))  # ~8 MB: seconds of work
     out = tmp_path / "out"
     returncode, error = _start_and_kill(victim, src, out, tokenizer)
@@ -302,7 +308,92 @@ def test_killed_run_leaves_no_dataset_and_rerun_succeeds(tmp_path, tokenizer, vi
         assert outputs(out) == []
         return
     assert returncode == -signal.SIGKILL
-    assert "big_text_document.bin.tmp" in outputs(out)  # left for the next run to replace
-    summary = pp.preprocess([src], out / "big", tokenizer, workers=2)
-    assert summary.documents == 60_000
-    assert outputs(out) == [f"big_text_document.{e}" for e in ("bin", "idx", "json")]
+    leftovers = outputs(out)  # only hidden temporaries, which never look like a dataset
+    assert leftovers and all(is_temporary(name, "big_text_document") for name in leftovers)
+    code = preprocess_main(["--input", src, "--output-prefix", str(out / "big"),
+                            "--tokenizer-model", tokenizer, "--workers", "2"])
+    report = capsys.readouterr()
+    assert code == 0 and "60,000 documents" in report.out
+    assert f"note: {len(leftovers)} hidden temporary file(s)" in report.err
+    dataset = [f"big_text_document.{e}" for e in ("bin", "idx", "json")]
+    assert outputs(out) == sorted(leftovers + dataset)  # the leftovers are left alone
+    assert pp.read_dataset_metadata(str(out / "big_text_document"))["documents"] == 60_000
+
+
+# ---------------------------------------------------------------- existing outputs
+
+
+def _files(prefix) -> dict[str, bytes]:
+    return {ext: Path(f"{prefix}.{ext}").read_bytes() for ext in ("bin", "idx", "json")}
+
+
+def test_existing_dataset_is_kept_unless_overwrite(tmp_path, tokenizer, monkeypatch, capsys):
+    pp.preprocess([jsonl(tmp_path / "old.jsonl", DOCS)], tmp_path / "out/d", tokenizer)
+    before, prefix = _files(tmp_path / "out/d_text_document"), str(tmp_path / "out/d")
+    argv = ["--input", jsonl(tmp_path / "new.jsonl", many_docs(50)), "--output-prefix", prefix,
+            "--tokenizer-model", tokenizer, "--workers", "1"]
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the existing outputs were checked")
+
+    monkeypatch.setattr(pp, "worker_pool", no_work)
+    monkeypatch.setattr(pp, "_load_tokenizer", no_work)
+    with pytest.raises(SystemExit) as exit_info:
+        preprocess_main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert err.endswith("already exist: pass --overwrite to replace them, or choose another "
+                        "--output-prefix\n")
+    assert all(f"{prefix}_text_document.{ext}" in err for ext in ("bin", "idx", "json"))
+    assert _files(tmp_path / "out/d_text_document") == before
+    assert outputs(tmp_path / "out") == [f"d_text_document.{e}" for e in ("bin", "idx", "json")]
+
+    monkeypatch.undo()
+    assert preprocess_main([*argv, "--overwrite"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    after = _files(tmp_path / "out/d_text_document")
+    assert after["bin"] != before["bin"] and after["idx"] != before["idx"]
+    assert len(read_documents(f"{prefix}_text_document")) == 50
+    assert pp.read_dataset_metadata(f"{prefix}_text_document")["documents"] == 50
+    assert outputs(tmp_path / "out") == [f"d_text_document.{e}" for e in ("bin", "idx", "json")]
+
+
+def test_one_existing_file_is_enough_to_refuse(tmp_path, tokenizer):
+    (tmp_path / "d_title_document.idx").write_bytes(b"someone else's")
+    with pytest.raises(DataError, match=r"d_title_document\.idx already exists: pass "
+                                        r"--overwrite to replace it"):
+        pp.preprocess([jsonl(tmp_path / "in.jsonl", DOCS)], tmp_path / "d", tokenizer,
+                      json_keys=["text", "title"])
+    assert (tmp_path / "d_title_document.idx").read_bytes() == b"someone else's"
+    assert outputs(tmp_path) == ["d_title_document.idx", "in.jsonl"]
+
+
+def test_two_runs_on_one_prefix_never_share_a_temporary_file(tmp_path):
+    from megatron.core.datasets.indexed_dataset import DType
+
+    first, second = (Outputs(str(tmp_path / "d"), ["text"], DType.optimal_dtype(600))
+                     for _ in range(2))
+    paths = first.temporaries() + second.temporaries()
+    assert len(set(paths)) == 4 and {os.path.dirname(p) for p in paths} == {str(tmp_path)}
+    assert all(is_temporary(os.path.basename(p), "d_text_document") for p in paths)
+    # the first commits; the second, without overwrite, then refuses and leaves it intact
+    first.commit([{"run": "first"}])
+    committed = _files(tmp_path / "d_text_document")
+    with pytest.raises(DataError, match="already exist: pass --overwrite"):
+        second.commit([{"run": "second"}])
+    second.discard()
+    assert _files(tmp_path / "d_text_document") == committed
+    assert outputs(tmp_path) == [f"d_text_document.{e}" for e in ("bin", "idx", "json")]
+
+
+def test_download_wheels_refuses_a_foreign_folder(tmp_path):
+    """The check comes before any download, so no network or pip is needed."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/thesis.tex").write_text("irreplaceable")
+    result = subprocess.run(["bash", os.path.join(REPO, "scripts/gpu/download_wheels.sh"),
+                             str(tmp_path / "mine")], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'mine'} is not empty and was not made")
+    assert ".xm2-wheels" in result.stderr and outputs(tmp_path / "mine") == ["thesis.tex"]
+    assert (tmp_path / "mine/thesis.tex").read_text() == "irreplaceable"

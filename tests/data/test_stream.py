@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 
+import psutil
 import pytest
 import torch
 
@@ -111,8 +112,11 @@ def test_sigkill_then_resume_across_the_stage_switch(corpus, stage_switch_run, t
     process = _train(corpus / "recipe.yaml", tmp_path, *save, stdout=subprocess.DEVNULL,
                      stderr=subprocess.PIPE)
     wait_for(lambda: (tmp_path / "ckpt" / "latest").exists(), process)
+    children = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    alive = psutil.wait_procs(children, timeout=20)[1]
+    assert alive == [], f"left behind by the killed trainer: {alive}"
     resumed = _train(corpus / "recipe.yaml", tmp_path, *save)
     step = int(resumed.stdout.split("resumed at step ")[1].split()[0])
     assert step in (3, 6)  # before the stage switch (and at 3, before the batch change)

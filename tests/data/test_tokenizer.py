@@ -303,11 +303,59 @@ def test_missing_heldout_fails_before_training(sample, tmp_path):
 def test_failed_run_keeps_the_previous_model(trained, tmp_path):
     prefix, report, _ = trained
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"body": "x"}])
-    with pytest.raises(TokenizerError):
-        train_tokenizer([bad], prefix, SAMPLE_VOCAB)
+    with pytest.raises(TokenizerError, match="record has no 'text' key"):
+        train_tokenizer([bad], prefix, SAMPLE_VOCAB, overwrite=True)
     assert Tokenizer(f"{prefix}.model").sha256 == report["sha256"]
     assert json.loads(report_path(prefix).read_text()) == report
     assert len(list(prefix.parent.iterdir())) == 3
+
+
+# ---------------------------------------------------------------- existing outputs
+
+def _contents(prefix) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in Path(prefix).parent.iterdir()}
+
+
+def test_existing_model_is_refused_before_any_work(trained, sample, monkeypatch, capsys):
+    prefix, report, _ = trained
+    before = _contents(prefix)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("inputs were read before the existing outputs were checked")
+
+    monkeypatch.setattr("xm2_megatron.data.tokenizer.write_training_lines", no_work)
+    code, _, err = run_tool(monkeypatch, capsys, "--input", sample[0], "--model-prefix", prefix,
+                            "--vocab-size", SAMPLE_VOCAB)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    for suffix in (".model", ".vocab", ".report.json"):
+        assert f"{prefix}{suffix}" in err
+    assert "already exist: pass --overwrite to replace them, or choose another" in err
+    assert _contents(prefix) == before
+
+
+def test_one_existing_file_is_enough_to_refuse(sample, tmp_path):
+    (tmp_path / "tok.vocab").write_text("someone else's")
+    with pytest.raises(TokenizerError, match=r"tok\.vocab already exists: pass --overwrite to "
+                                             r"replace it, or choose another --model-prefix"):
+        train_tokenizer([sample[0]], tmp_path / "tok", SAMPLE_VOCAB)
+    assert _contents(tmp_path / "tok") == {"tok.vocab": b"someone else's"}
+
+
+def test_overwrite_replaces_the_outputs(trained, sample, tmp_path, monkeypatch, capsys):
+    old_prefix, old_report, _ = trained
+    for p in old_prefix.parent.iterdir():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    prefix = tmp_path / "tokenizer"
+    code, _, _ = run_tool(monkeypatch, capsys, "--input", sample[0], "--model-prefix", prefix,
+                          "--vocab-size", SAMPLE_VOCAB, "--user-defined-symbols", "<|x|>",
+                          "--overwrite")
+    assert code == 0
+    report = json.loads(report_path(prefix).read_text())
+    assert report["sha256"] != old_report["sha256"]
+    assert report["sha256"] == Tokenizer(f"{prefix}.model").sha256
+    assert Tokenizer(f"{prefix}.model").id_to_piece(3) == "<|x|>"
+    assert Path(f"{prefix}.vocab").read_text().splitlines()[3].startswith("<|x|>")
+    assert sorted(_contents(prefix)) == sorted(p.name for p in old_prefix.parent.iterdir())
 
 
 def test_cli_entry_point(tmp_path):

@@ -8,12 +8,16 @@ version, so an upgrade re-verifies them (``tests/test_checkpoint.py`` and
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 
 import torch
 from megatron.core import __version__ as MEGATRON_VERSION
+from megatron.core.dist_checkpointing.strategies import filesystem_async
 from megatron.core.optimizer import distrib_optimizer
 from megatron.core.optimizer import optimizer as mcore_optimizer
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+from xm2_megatron.runtime.children import children_die_with_this_process
 
 VERIFIED_MEGATRON = "0.16.1"
 
@@ -98,3 +102,14 @@ def load_optimizer_state(optimizer, state: dict) -> None:
     with keep_states_missing_from_checkpoint(optimizer):
         optimizer.load_state_dict(state)
     unshare_step_tensors(optimizer)
+
+
+def start_async_results_queue() -> None:
+    """megatron's async writer reports through a multiprocessing Manager that it starts with
+    "spawn": a fresh interpreter that re-imports the trainer (~275 MB) and outlives a trainer
+    killed with SIGKILL. Start that Manager forked instead, as a child that dies with this
+    process (the queue is the same kind of proxy, so megatron uses it unchanged)."""
+    if filesystem_async._results_queue is None:
+        with children_die_with_this_process():
+            manager = multiprocessing.get_context("fork").Manager()
+        filesystem_async._results_queue = manager.Queue()

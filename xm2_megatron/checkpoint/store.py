@@ -32,10 +32,13 @@ from xm2_megatron.checkpoint.format import (
     RNG_FILE,
     complete_checkpoints,
     find_checkpoint,
+    is_complete,
     step_dir_name,
+    step_of,
 )
 from xm2_megatron.checkpoint.rng import load_rng, save_rng
 from xm2_megatron.errors import CheckpointError
+from xm2_megatron.runtime.children import children_die_with_this_process
 
 logger = logging.getLogger(__name__)
 # the distributed optimizer's canonical per-parameter layout: loads at any TP/PP/DP layout
@@ -116,6 +119,7 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
     fixes.check_megatron_version()
     if async_queue is not None:
         async_queue.maybe_finalize_async_calls(blocking=True)
+        fixes.start_async_results_queue()
     directory = Path(directory)
     final = directory / step_dir_name(step)
     tmp = _prepare_tmp(directory, step)
@@ -142,8 +146,23 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
         finalize()
     else:
         request.add_finalize_fn(finalize)
-        async_queue.schedule_async_request(request)
+        with children_die_with_this_process():  # the forked writer dies with this trainer
+            async_queue.schedule_async_request(request)
     return final
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A step folder whose files cannot be read or do not fit this model."""
+
+
+def _describe(error: BaseException) -> str:
+    """The failing call's own message: for torch's multi-rank tracebacks, their last line
+    (e.g. ``FileNotFoundError: ... __0_1.distcp``), not the traceback's first characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if "Traceback" in str(error) and ":" in last:
+        return last[:300]
+    return f"{type(error).__name__}: {' '.join(lines)}"[:300]
 
 
 def _content_metadata(step_dir: Path) -> dict:
@@ -161,21 +180,49 @@ def _check_optimizer_kind(step_dir: Path, saved: dict, optimizer) -> None:
             "state of one cannot be loaded into the other")
 
 
+def _candidates(path: Path) -> list[Path]:
+    """Step folders to try, best first: ``path`` itself if it is one; else the one
+    :func:`find_checkpoint` picks, then every older complete one, newest first."""
+    if is_complete(path):
+        return [path]
+    first = find_checkpoint(path)
+    if first is None:
+        return []
+    older = [p for p in reversed(complete_checkpoints(path)) if step_of(p) < step_of(first)]
+    return [first, *older]
+
+
 def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=None,
                     restore_rng: bool = True) -> dict | None:
-    """Load the checkpoint :func:`find_checkpoint` picks under ``path`` into the model and, if
-    given and saved, the optimizer and scheduler (at any TP/PP/DP layout); with
-    ``restore_rng`` restore the RNG states if the layout is the saved one. Returns the saved
-    train state, or None (nothing loaded) when there is no checkpoint. A model-only checkpoint
-    leaves the optimizer fresh (its main parameters reloaded from the loaded model) and the
-    scheduler at its start."""
+    """Load the newest loadable checkpoint under ``path`` (a checkpoint directory, or one
+    step folder) into the model and, if given and saved, the optimizer and scheduler, at any
+    TP/PP/DP layout; with ``restore_rng`` restore the RNG states if the layout is the saved
+    one. A damaged step folder is skipped with a warning for the next older one. Returns the
+    saved train state, or None (nothing loaded) when there is no checkpoint; raises
+    ``CheckpointError`` when none loads. A model-only checkpoint leaves the optimizer fresh
+    (its main parameters reloaded from the loaded model) and the scheduler at its start."""
     fixes.check_megatron_version()
-    found = find_checkpoint(path) if torch.distributed.get_rank() == 0 else None
-    found = _broadcast(None if found is None else str(found))
-    if found is None:
-        return None
-    step_dir = Path(found)
-    saved = _content_metadata(step_dir)
+    found = _candidates(Path(path)) if torch.distributed.get_rank() == 0 else None
+    candidates = [Path(p) for p in _broadcast(None if found is None else [str(p) for p in found])]
+    failures = []
+    for step_dir in candidates:
+        try:
+            return _load_step(step_dir, model, optimizer, scheduler, restore_rng)
+        except DamagedCheckpointError as e:
+            failures.append(str(e))
+            if torch.distributed.get_rank() == 0 and step_dir != candidates[-1]:
+                logger.warning("skipping %s", e)
+    if failures:
+        raise CheckpointError(failures[0] if len(failures) == 1 else
+                              f"no checkpoint under {path} loads: " + "; ".join(failures))
+    return None
+
+
+def _load_step(step_dir: Path, model: list, optimizer, scheduler, restore_rng: bool) -> dict:
+    try:
+        saved = _content_metadata(step_dir)
+    except Exception as e:
+        raise DamagedCheckpointError(f"{step_dir}: cannot read it ({_describe(e)})") from None
     with_optimizer = optimizer is not None and saved.get("has_optimizer", True)
     if with_optimizer:
         _check_optimizer_kind(step_dir, saved, optimizer)
@@ -187,16 +234,22 @@ def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=Non
             state = dist_checkpointing.load(sharded, str(step_dir))
             _load_model_state(model, state)
         except (Exception, CheckpointException) as e:  # torch's is a BaseException
-            detail = " ".join(str(e).split())[:300]
-            raise CheckpointError(f"{step_dir}: cannot load it: the checkpoint is incomplete or "
-                                  f"damaged, or of another model ({type(e).__name__}: {detail})"
-                                  ) from None
+            raise DamagedCheckpointError(
+                f"{step_dir}: cannot load it: the checkpoint is incomplete or damaged, or of "
+                f"another model ({_describe(e)})") from None
         if with_optimizer:
             fixes.load_optimizer_state(optimizer, state["optimizer"])
         elif optimizer is not None:
             optimizer.reload_model_params()
     if scheduler is not None and "scheduler" in state:
         scheduler.load_state_dict(state["scheduler"])
-    if restore_rng and not load_rng(step_dir / RNG_FILE) and torch.distributed.get_rank() == 0:
-        logger.warning("%s was saved at another parallel layout: RNG states not restored", step_dir)
+    if restore_rng:
+        try:
+            restored = load_rng(step_dir / RNG_FILE)
+        except Exception as e:  # weights_only refuses anything but tensors and plain values
+            raise DamagedCheckpointError(f"{step_dir / RNG_FILE}: not an RNG-state file of "
+                                         f"tensors and numbers, refused ({_describe(e)})") from None
+        if not restored and torch.distributed.get_rank() == 0:
+            logger.warning("%s was saved at another parallel layout: RNG states not restored",
+                           step_dir)
     return copy.deepcopy(state["train_state"])

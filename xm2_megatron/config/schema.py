@@ -279,6 +279,11 @@ class ExperimentConfig:
         _check(self.data.seq_length is None or self.data.seq_length <= m.seq_length,
                f"data.seq_length={self.data.seq_length} is longer than model.seq_length="
                f"{m.seq_length}: samples must fit the model's context")
+        _check(t.eval_interval is None or self.data.kind != "indexed"
+               or float(self.data.split.split(",")[1]) > 0,
+               f"data.split={self.data.split!r} gives validation no share of the data but "
+               f"train.eval_interval={t.eval_interval} asks for a validation loss: give the "
+               "valid part a share (e.g. data.split='99,1,0') or set train.eval_interval=null")
         _check(t.precision != "fp8" or m.transformer_impl != "local",
                "train.precision='fp8' requires Transformer Engine: "
                "model.transformer_impl='local' is not allowed with it (use auto or transformer_engine)")

@@ -1,43 +1,7 @@
-"""Exact and SimHash near-duplicate removal over JSONL, in buckets, for several rounds.
-
-Features and fingerprints
-    ``normalize``: Unicode NFKC, whitespace runs collapsed to one space, ends stripped. Exact
-    duplicates are documents whose normalised text has the same 128-bit xxh3 hash (case and
-    punctuation kept). Near-duplicate features are the *distinct* lowercased
-    ``shingle_size``-grams (default 2) of units, a unit being a word (a run of letters and
-    digits; punctuation is dropped) or one CJK character, so Chinese, which has no spaces,
-    gets character bigrams and mixed text works. ``fingerprint`` is Charikar's 64-bit SimHash:
-    each feature's xxh3_64 hash votes on every bit (numpy), a bit is set where most features
-    have it set. Counting each feature once matters: with term-frequency votes a few frequent
-    features ("the", "0") dominate and unrelated documents collide. Two documents are
-    near-duplicates when their fingerprints differ in at most ``hamming_threshold`` bits:
-    default 3, Manku et al. (WWW 2007) for 64-bit fingerprints; it keeps the block index
-    below cheap (16-bit blocks) and flags almost only true near-duplicates, at the price of
-    recall: most one-word edits of a 200-word text, under half of the two-word edits
-    (measurements in docs/sft-and-dedup.md).
-
-Candidate search
-    ``SimHashIndex`` splits the 64 bits into k+1 blocks: fingerprints within distance k agree
-    exactly on at least one block, so each block is a hash table and a query compares only
-    with fingerprints sharing a block, not with everything in the bucket.
-
-Buckets and rounds
-    As in the Xmodel-2 report, duplicates are looked for within buckets of ``bucket_size``
-    documents (default 1M). Round r (0-based) puts a document in bucket
-    ``xxh3_64(block r of its fingerprint, seed=r) mod ceil(n / bucket_size)``. So exact
-    duplicates always share a bucket, and two documents within distance k, which share some
-    block, share a bucket in that block's round: ``rounds = k + 1`` (the default) finds every
-    pair a single all-in-one bucket would. A round with one bucket is exhaustive, so later
-    rounds are skipped. Each round streams: documents are split into one temporary file per
-    bucket, each bucket is scanned in input order against an index of the documents it kept,
-    and the kept documents are merged back in input order. Memory is that index (bounded by
-    the bucket), never the input. The first occurrence is kept; within a bucket the result is
-    the greedy "keep unless near a kept earlier document" pass; across buckets a chain
-    A~B~C can lose C in an early round to a B that a later round removes.
-
-Input lines are copied to the output unchanged. ``dedup_files`` writes the output atomically
-and a JSON report beside it (``out.dedup.json``).
-"""
+"""Exact (xxh3 of the normalised text) and SimHash near-duplicate removal over JSONL, in
+buckets of ``bucket_size`` documents, for several rounds, streaming: ``dedup_files`` writes the
+output atomically and a JSON report beside it. Features, the threshold, the block index and
+why k + 1 rounds find every pair: docs/sft-and-dedup.md."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegat
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
 from xm2_megatron.config import ConfigError, ExperimentConfig, StageConfig
+from xm2_megatron.data.checks import check_index, check_vocabulary
 from xm2_megatron.data.preprocess import check_tokenizer
 from xm2_megatron.data.tokenizer import Tokenizer
 
@@ -86,8 +87,11 @@ def _tokenizer_info(cfg: ExperimentConfig) -> _TokenizerInfo:
     return _TokenizerInfo(tokenizer.vocab_size, tokenizer.eos_id, tokenizer.sha256)
 
 
-def check_stage_files(blend: StageBlend, stage_name: str, tokenizer_sha256: str) -> None:
-    """Every dataset exists and was made with the run's tokenizer."""
+def check_stage_files(cfg: ExperimentConfig, stage_name: str, tokenizer: _TokenizerInfo) -> None:
+    """Every dataset of the stage exists, was made with the run's tokenizer, whose vocabulary
+    fits ``model.vocab_size``, and has a whole ``.idx`` and a ``.bin`` of the size it implies
+    (``data.checks``: headers and sizes only, no scan of the tokens)."""
+    blend = stage_blend(cfg.data.stages[stage_name], cfg.data.root)
     for i, prefix in enumerate(blend.prefixes):
         key = f"data.stages.{stage_name}.blend[{i}].prefix"
         missing = [s for s in (".bin", ".idx") if not Path(prefix + s).is_file()]
@@ -95,19 +99,23 @@ def check_stage_files(blend: StageBlend, stage_name: str, tokenizer_sha256: str)
             raise ConfigError(f"{key}={prefix!r}: {' and '.join(prefix + s for s in missing)} "
                               "not found (make it with xm2-preprocess)")
         try:
-            check_tokenizer(prefix, tokenizer_sha256)
+            meta = check_tokenizer(prefix, tokenizer.sha256)
         except ValueError as error:
             raise ConfigError(f"{key}={prefix!r}: {error}") from None
+        check_vocabulary(prefix, meta, cfg.model.vocab_size, cfg.data.tokenizer_model,
+                         tokenizer.vocab_size)
+        check_index(prefix)
 
 
 def check_data(cfg: ExperimentConfig) -> None:
-    """Every stage's datasets exist and were made with ``data.tokenizer_model`` (indexed data);
-    the trainer calls it before building the model, so a wrong path fails in seconds."""
+    """Every stage's datasets exist, were made with ``data.tokenizer_model``, fit
+    ``model.vocab_size`` and are whole (indexed data); the trainer calls it before building
+    the model, so a wrong path or a damaged file fails in seconds with one line."""
     if cfg.data.kind != "indexed":
         return
-    sha256 = _tokenizer_info(cfg).sha256
-    for name, stage in cfg.data.stages.items():
-        check_stage_files(stage_blend(stage, cfg.data.root), name, sha256)
+    tokenizer = _tokenizer_info(cfg)
+    for name in cfg.data.stages:
+        check_stage_files(cfg, name, tokenizer)
 
 
 def build_stage_datasets(
@@ -115,12 +123,12 @@ def build_stage_datasets(
 ):
     """megatron ``BlendedDataset``s (train, valid) of one stage, ``train_samples`` long.
 
-    Checks first that every dataset exists and was tokenized with ``data.tokenizer_model``.
+    Checks first every dataset of the stage (``check_stage_files``).
     Needs ``torch.distributed`` initialised (megatron's blended dataset requires it).
     """
     blend = stage_blend(cfg.data.stages[stage_name], cfg.data.root)
     tokenizer = _tokenizer_info(cfg)
-    check_stage_files(blend, stage_name, tokenizer.sha256)
+    check_stage_files(cfg, stage_name, tokenizer)
     config = GPTDatasetConfig(
         # each stage shuffles with its own seed, so a dataset shared with an earlier stage is
         # not replayed in the same order

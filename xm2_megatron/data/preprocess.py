@@ -8,6 +8,13 @@ The main process reads chunks of lines (``preprocess_input``), a pool of ``worke
 processes tokenizes them (``preprocess_workers``) and the main process writes them in input
 order (``preprocess_output``), so the output is byte-identical for any worker count and memory
 does not grow with the input. An interrupted run leaves no ``.bin``/``.idx`` pair behind.
+
+Existing outputs are never replaced unless ``overwrite=True`` (``--overwrite``): without it a
+run whose ``.bin``, ``.idx`` or ``.json`` already exists fails with one ``DataError`` line
+before any work. Each run writes its own hidden temporary files
+(``.<prefix>_<key>_document.bin.<random>.tmp``), so two runs on one prefix never share one; a
+run killed with ``kill -9`` leaves its temporaries behind and later runs leave them alone
+(a concurrent run's look the same): delete them once no run writes that prefix.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 
 from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.preprocess_input import CHUNK_BYTES, read_chunks
-from xm2_megatron.data.preprocess_output import Outputs, indexed_dataset
+from xm2_megatron.data.preprocess_output import Outputs, indexed_dataset, refuse_existing
 from xm2_megatron.data.preprocess_report import PreprocessSummary, Progress
 from xm2_megatron.data.preprocess_workers import in_order, worker_pool
 from xm2_megatron.data.tokenizer import Tokenizer
@@ -78,15 +85,21 @@ def preprocess(
     strict: bool = False,
     log_interval: float = 10.0,
     chunk_bytes: int = CHUNK_BYTES,
+    overwrite: bool = False,
 ) -> PreprocessSummary:
     """Tokenize JSON Lines files into ``<output_prefix>_<key>_document.bin/.idx/.json``.
 
     Bad lines are skipped and counted by reason (``strict``: the first one raises
     ``DataError`` and nothing is written). The output does not depend on ``workers``.
+    An existing output is a ``DataError`` before any work unless ``overwrite`` (then it is
+    replaced by renames when the run succeeds). Temporary files of killed runs are left
+    alone (see the module's docstring).
     """
     inputs, output_prefix = list(map(str, inputs)), str(output_prefix)
     tokenizer_model = str(tokenizer_model)
     _check_inputs(inputs, tokenizer_model)
+    if not overwrite:
+        refuse_existing(output_prefix, json_keys)
     tokenizer = _load_tokenizer(tokenizer_model)
     if append_eod and tokenizer.eos_id < 0:
         raise DataError(f"--append-eod: tokenizer model {tokenizer_model} has no end-of-text piece")
@@ -97,7 +110,7 @@ def preprocess(
     eod_id = tokenizer.eos_id if append_eod else None
     with worker_pool(workers, tokenizer_model, json_keys, eod_id) as executor:
         dtype = indexed_dataset().DType.optimal_dtype(tokenizer.vocab_size)
-        outputs = Outputs(output_prefix, json_keys, dtype)
+        outputs = Outputs(output_prefix, json_keys, dtype, overwrite)
         start = time.perf_counter()
         progress = Progress(offsets[-1], log_interval)
         try:

@@ -1,8 +1,17 @@
 """The output side of ``preprocess``: megatron-core ``IndexedDatasetBuilder``s per JSON key,
-written under temporary names and committed (renamed) only when the run succeeds."""
+written under unique hidden temporary names and committed (renamed) only when the run
+succeeds.
+
+Temporary files are ``.<prefix>_<key>_document.bin.<random>.tmp`` (and ``.idx``) beside the
+outputs (``atomic.temporary_name``): two runs on one prefix never write the same file, and a
+run killed with ``kill -9`` leaves only hidden ``*.tmp`` files, never a ``.bin``/``.idx``.
+Those leftovers are *not* removed by later runs (a concurrent run's files look the same);
+``leftover_temporaries`` lists them so the command line can say so.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +22,7 @@ from xm2_megatron import atomic
 from xm2_megatron.data.jsonl import DataError, write_json
 from xm2_megatron.data.preprocess_workers import ChunkResult
 
-TMP = ".tmp"  # suffix of the files a run writes before it commits them
+EXTENSIONS = (".bin", ".idx", ".json")  # the files of one dataset
 
 
 def indexed_dataset():
@@ -29,6 +38,34 @@ def dataset_prefix(output_prefix: str, key: str) -> str:
     return f"{output_prefix}_{key}_document"
 
 
+def output_files(output_prefix: str, keys: Sequence[str]) -> list[str]:
+    """Every file a run writes: ``.bin``, ``.idx`` and ``.json`` per key."""
+    return [dataset_prefix(output_prefix, key) + ext for key in keys for ext in EXTENSIONS]
+
+
+def refuse_existing(output_prefix: str, keys: Sequence[str]) -> None:
+    """``DataError`` (one line) if any output of this prefix exists already."""
+    existing = [path for path in output_files(output_prefix, keys) if os.path.lexists(path)]
+    if existing:
+        one = len(existing) == 1
+        raise DataError(f"{', '.join(existing)} already exist{'s' if one else ''}: pass "
+                        f"--overwrite to replace {'it' if one else 'them'}, or choose another "
+                        "--output-prefix")
+
+
+def leftover_temporaries(output_prefix: str, keys: Sequence[str]) -> list[str]:
+    """Hidden temporary files beside this prefix's outputs: of killed runs, or of runs still
+    writing (they cannot be told apart, so nothing removes them automatically)."""
+    found = []
+    for key in keys:
+        for ext in (".bin", ".idx"):
+            final = dataset_prefix(output_prefix, key) + ext
+            pattern = os.path.join(glob.escape(os.path.dirname(final)),
+                                   f".{glob.escape(os.path.basename(final))}.*.tmp")
+            found.extend(glob.glob(pattern))
+    return sorted(found)
+
+
 def _add_documents(builder, tokens: np.ndarray, lengths: np.ndarray) -> None:
     """Append a chunk of documents (one sequence each) with one write: the same files as
     ``builder.add_document(doc, [len(doc)])`` per document."""
@@ -42,22 +79,38 @@ def _add_documents(builder, tokens: np.ndarray, lengths: np.ndarray) -> None:
 def _remove(path: str) -> None:
     try:
         os.remove(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # never made, or its folder never could be
         pass
 
 
 class Outputs:
-    """One ``IndexedDatasetBuilder`` per JSON key, writing temporary files until ``commit``."""
+    """One ``IndexedDatasetBuilder`` per JSON key, writing temporary files until ``commit``.
 
-    def __init__(self, output_prefix: str, keys: Sequence[str], dtype: type):
+    Without ``overwrite``, ``commit`` checks again that no output exists (another run may
+    have finished meanwhile) and raises ``DataError`` rather than replace it.
+    """
+
+    def __init__(self, output_prefix: str, keys: Sequence[str], dtype: type,
+                 overwrite: bool = False):
+        self.output_prefix, self.keys, self.overwrite = output_prefix, list(keys), overwrite
         self.prefixes = [dataset_prefix(output_prefix, key) for key in keys]
+        self.tmp_bin = [str(atomic.temporary_name(prefix + ".bin")) for prefix in self.prefixes]
+        self.tmp_idx = [str(atomic.temporary_name(prefix + ".idx")) for prefix in self.prefixes]
         self.builders = []
         self.directory = os.path.dirname(output_prefix) or "."
         builder_cls = indexed_dataset().IndexedDatasetBuilder
-        with self._writing():
-            os.makedirs(self.directory, exist_ok=True)
-            for prefix in self.prefixes:
-                self.builders.append(builder_cls(prefix + ".bin" + TMP, dtype=dtype))
+        try:
+            with self._writing():
+                os.makedirs(self.directory, exist_ok=True)
+                for tmp in self.tmp_bin:
+                    self.builders.append(builder_cls(tmp, dtype=dtype))
+        except BaseException:
+            self.discard()
+            raise
+
+    def temporaries(self) -> list[str]:
+        """This run's own temporary files (some may not exist yet)."""
+        return [*self.tmp_bin, *self.tmp_idx]
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -76,23 +129,26 @@ class Outputs:
     def commit(self, metadata: Sequence[dict]) -> list[str]:
         """Finalize, then move each dataset into place: ``.bin``, ``.json``, ``.idx`` last.
 
-        An existing ``.idx`` is removed first, so no moment shows a new ``.bin`` beside an old
-        ``.idx``; the pair looks complete only once the new ``.idx`` arrives.
+        An existing ``.idx`` (``overwrite``) is removed first, so no moment shows a new
+        ``.bin`` beside an old ``.idx``; the pair looks complete only once the new ``.idx``
+        arrives.
         """
         with self._writing():
-            for prefix, builder in zip(self.prefixes, self.builders):
-                builder.finalize(prefix + ".idx" + TMP)
-            for prefix, meta in zip(self.prefixes, metadata):
+            for tmp_idx, builder in zip(self.tmp_idx, self.builders):
+                builder.finalize(tmp_idx)
+            if not self.overwrite:
+                refuse_existing(self.output_prefix, self.keys)
+            for prefix, tmp_bin, tmp_idx, meta in zip(self.prefixes, self.tmp_bin, self.tmp_idx,
+                                                      metadata):
                 _remove(prefix + ".idx")
-                atomic.commit_file(prefix + ".bin" + TMP, prefix + ".bin")
+                atomic.commit_file(tmp_bin, prefix + ".bin")
                 write_json(prefix + ".json", meta)
-                atomic.commit_file(prefix + ".idx" + TMP, prefix + ".idx")
-        return [prefix + ext for prefix in self.prefixes for ext in (".bin", ".idx", ".json")]
+                atomic.commit_file(tmp_idx, prefix + ".idx")
+        return [prefix + ext for prefix in self.prefixes for ext in EXTENSIONS]
 
     def discard(self) -> None:
-        """Close and delete the temporary files (after an error)."""
+        """Close and delete this run's temporary files (after an error)."""
         for builder in self.builders:
             builder.data_file.close()
-        for prefix in self.prefixes[: len(self.builders)]:
-            for ext in (".bin", ".idx"):
-                _remove(prefix + ext + TMP)
+        for path in self.temporaries():
+            _remove(path)

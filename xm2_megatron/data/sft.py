@@ -1,37 +1,7 @@
-"""Render instruction data into training text for the decay stage, with a category per record.
-
-Input shapes (one JSON object per line):
-    ``{"prompt": P, "response": R}``                   -> user P, assistant R
-    ``{"instruction": I, "input": X, "output": O}``    -> user I + "\\n\\n" + X, assistant O
-    ``{"messages": [{"role": R, "content": C}, ...]}`` -> the turns as given
-An empty or missing Alpaca ``input`` leaves the user turn as I. The flat shapes accept an
-optional ``"system"`` string. A conversation is an optional system turn, then user and
-assistant turns alternating, starting with user and ending with assistant (several
-exchanges make a multi-turn text).
-
-Template (the only one): each turn is a role marker on its own line followed by the turn's
-content (leading and trailing whitespace stripped); turns are joined by one newline::
-
-    <|system|>
-    You are a careful tutor.
-    <|user|>
-    What is 2 + 2?
-    <|assistant|>
-    2 + 2 = 4.
-
-The markers are plain text, not special tokens: the tokenizer (identity normalization, kept
-whitespace, byte fallback) encodes them like any text and decodes them back unchanged, and
-nothing in the model or the loss treats them specially. No BOS/EOS is added here; the
-preprocessing step (``append_eod``) ends each document with EOS.
-
-Categories: ``CATEGORIES``. ``categorize`` takes the record's category field (a category
-name or anything ``SOURCE_RULES`` maps), else the source name mapped by ``SOURCE_RULES``
-(first match wins), else the default; otherwise it raises ``DataError``.
-
-Prompt diversification (as in the Xmodel-2 report, "rule-based transformations"): the first
-user turn is rewritten by one of ``REWRITES``, chosen by a hash of its text, so a record
-always gets the same rewrite; ``diversify=False`` keeps every prompt as given.
-"""
+"""Render instruction data (prompt/response, Alpaca, chat messages) into training text for
+the decay stage with one plain-text template, a category per record and deterministic
+rule-based prompt rewrites. The shapes, the template, the category rules and the rewrites are
+described in docs/sft-and-dedup.md."""
 
 from __future__ import annotations
 

@@ -9,6 +9,10 @@ model: the identity datasets record). Inputs are ``.jsonl`` files (the strings u
 temporary file. Normalization is the identity and whitespace is kept, so
 ``decode(encode(text)) == text`` for code and full-width characters alike; unseen
 characters fall back to bytes and digits are split.
+
+An existing ``.model``, ``.vocab`` or report at the prefix is never replaced unless
+``overwrite=True`` (``--overwrite``): without it the run fails with one ``TokenizerError``
+line before reading any input.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import IO
 
 import sentencepiece as spm
 
+from xm2_megatron import atomic
 from xm2_megatron.data.jsonl import DataError, read_jsonl, where, write_json
 
 DEFAULT_VOCAB_SIZE = 65_280
@@ -277,6 +282,21 @@ def report_path(model_prefix: Path | str) -> Path:
     return Path(f"{model_prefix}{REPORT_SUFFIX}")
 
 
+def output_files(model_prefix: Path | str) -> list[Path]:
+    """What training writes: ``<prefix>.model``, ``.vocab`` and the report."""
+    return [Path(f"{model_prefix}.model"), Path(f"{model_prefix}.vocab"), report_path(model_prefix)]
+
+
+def refuse_existing(model_prefix: Path | str) -> None:
+    """``TokenizerError`` (one line) if any output of this prefix exists already."""
+    existing = [str(p) for p in output_files(model_prefix) if os.path.lexists(p)]
+    if existing:
+        one = len(existing) == 1
+        raise TokenizerError(f"{', '.join(existing)} already exist{'s' if one else ''}: pass "
+                             f"--overwrite to replace {'it' if one else 'them'}, or choose "
+                             "another --model-prefix")
+
+
 def train_tokenizer(
     inputs: Sequence[Path | str],
     model_prefix: Path | str,
@@ -289,12 +309,17 @@ def train_tokenizer(
     allow_smaller_vocab: bool = False,
     num_threads: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict:
     """Train a Unigram tokenizer on ``inputs`` and write ``<prefix>.model``, ``.vocab`` and
     ``.report.json``; returns the report. Nothing is written unless training succeeds (the
-    files appear by renames, the report last)."""
+    files appear by renames, the report last). An existing output is a ``TokenizerError``
+    before any work unless ``overwrite``; then the old report is removed first, so a report
+    never describes a model it did not come with."""
     inputs = [Path(p) for p in inputs]
     _check_arguments(inputs, vocab_size, sample_cap, user_defined_symbols, heldout)
+    if not overwrite:
+        refuse_existing(model_prefix)
     if heldout is not None:
         for _ in iter_texts(Path(heldout), json_keys):  # a bad held-out file fails before training
             pass
@@ -331,8 +356,12 @@ def train_tokenizer(
             "train_seconds": round(train_seconds, 2),
             "heldout": bytes_per_token(tokenizer, Path(heldout), json_keys) if heldout else None,
         }
+        if overwrite:
+            report_path(prefix).unlink(missing_ok=True)
+        else:
+            refuse_existing(prefix)  # another run may have finished meanwhile
         for suffix in (".vocab", ".model"):
-            os.replace(f"{tmp}/{prefix.name}{suffix}", f"{prefix}{suffix}")
+            atomic.commit_file(f"{tmp}/{prefix.name}{suffix}", f"{prefix}{suffix}")
         write_json(report_path(prefix), report)
     return report
 

@@ -4,8 +4,9 @@
         --tokenizer-model tokenizer.model --append-eod --workers 8
                                                      (also: python tools/preprocess_data.py)
 
-writes ``data/tokens/web_text_document.{bin,idx,json}``; ``--help`` lists every flag. The work
-is done by ``xm2_megatron.data.preprocess``.
+writes ``data/tokens/web_text_document.{bin,idx,json}`` (an existing dataset there is an error
+unless ``--overwrite``); ``--help`` lists every flag. The work is done by
+``xm2_megatron.data.preprocess``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 from xm2_megatron.cli import run_cli
 from xm2_megatron.data.preprocess import preprocess
+from xm2_megatron.data.preprocess_output import leftover_temporaries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "KEY it writes OUTPUT_PREFIX_KEY_document.bin/.idx (Megatron's naming: pass "
                     "OUTPUT_PREFIX_KEY_document as a data path) and a .json sidecar recording the "
                     "tokenizer's SHA-256, the inputs and the counts. Files appear only when the "
-                    "run succeeds. Memory stays bounded whatever the input size.")
+                    "run succeeds, and existing ones are replaced only with --overwrite. Memory "
+                    "stays bounded whatever the input size.")
     parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
                         help="JSON Lines file(s), plain or .gz, one JSON object per line, read in "
                              "order; blank lines are ignored")
@@ -51,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-interval", type=float, default=10.0, metavar="SECONDS",
                         help="seconds between progress lines when stderr is not a terminal "
                              "(a terminal gets a progress bar) (default: 10)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing dataset at OUTPUT_PREFIX (by renames once the "
+                             "run succeeds); without it an existing .bin/.idx/.json is an error "
+                             "and nothing is touched")
     return parser
 
 
@@ -65,13 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = run_cli(preprocess, args.input, args.output_prefix, args.tokenizer_model,
                           json_keys=args.json_keys, append_eod=args.append_eod,
-                          workers=args.workers, strict=args.strict, log_interval=args.log_interval)
+                          workers=args.workers, strict=args.strict, log_interval=args.log_interval,
+                          overwrite=args.overwrite)
     except KeyboardInterrupt:
         print("error: interrupted; no dataset was written", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(summary.format())
+    if leftovers := leftover_temporaries(args.output_prefix, args.json_keys):
+        print(f"note: {len(leftovers)} hidden temporary file(s) of interrupted or still running "
+              f"runs lie beside the output (e.g. {leftovers[0]}); delete them once no run writes "
+              f"{args.output_prefix}", file=sys.stderr)
     return 0
 
 

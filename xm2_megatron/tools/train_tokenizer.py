@@ -4,7 +4,8 @@
         --model-prefix out/tokenizer --vocab-size 32000 --heldout data/demo/ptb_test.txt
                                                      (also: python tools/train_tokenizer.py)
 
-Writes OUT.model, OUT.vocab and OUT.report.json (settings, inputs, SHA-256, bytes/token).
+Writes OUT.model, OUT.vocab and OUT.report.json (settings, inputs, SHA-256, bytes/token); an
+existing one of them is an error unless --overwrite.
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-smaller-vocab", action="store_true",
                         help="when the text cannot fill --vocab-size, keep the smaller vocabulary")
     parser.add_argument("--threads", type=int, help="training threads (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing PREFIX.model/.vocab/.report.json (by renames "
+                             "once training succeeds); without it they are an error and kept")
     args = parser.parse_args(argv)
     report = run_cli(
         train_tokenizer, args.input, args.model_prefix, args.vocab_size,
         sample_cap=args.sample_cap, user_defined_symbols=args.user_defined_symbols,
         heldout=args.heldout, json_keys=args.json_keys,
-        allow_smaller_vocab=args.allow_smaller_vocab, num_threads=args.threads)
+        allow_smaller_vocab=args.allow_smaller_vocab, num_threads=args.threads,
+        overwrite=args.overwrite)
     print(f"{args.model_prefix}.model: {report['vocab_size']:,} pieces, "
           f"{report['lines_sampled']:,} of {report['lines_total']:,} lines, "
           f"trained in {report['train_seconds']:.1f} s, sha256 {report['sha256'][:16]}...")

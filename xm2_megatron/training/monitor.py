@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import psutil
 import torch
 
+from xm2_megatron.atomic import atomic_file
 from xm2_megatron.config import ExperimentConfig, config_to_dict
 from xm2_megatron.runtime.hardware import PEAK_FLOPS_ENV, device_name, device_peak_flops, mfu
 
@@ -167,18 +168,28 @@ def start_wandb(cfg: ExperimentConfig, run_dir: Path,
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` (empty when the file does not exist)."""
+    """The records of a ``metrics.jsonl`` (empty when the file does not exist). A line that
+    is not JSON (the torn last line of a killed run, a full disk) is dropped with a warning."""
     path = Path(path)
     if not path.exists():
         return []
+    records = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                _warn(f"{path}:{number} is not a complete JSON record (a write cut short?): "
+                      "dropped")
+    return records
 
 
 def _truncate_metrics(path: Path, start_step: int) -> None:
     """Keep only the records up to ``start_step`` (a resumed run rewrites what came after)."""
-    kept = [r for r in read_metrics(path) if r["step"] <= start_step]
-    with open(path, "w") as f:
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= start_step]
+    with atomic_file(path) as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
 
 

@@ -41,13 +41,17 @@ def forward_step(data_iterator, model):
     return output, partial(_loss_func, batch["loss_mask"])
 
 
-def _global_mean_loss(reports: list[dict]) -> float:
+def _device(model) -> torch.device:
+    """Where this rank's model lives (and so its collectives' tensors)."""
+    return next(model[0].parameters()).device
+
+
+def _global_mean_loss(reports: list[dict], device: torch.device) -> float:
     """Token-weighted mean loss over micro-batches and DP ranks, known to every rank."""
     totals = torch.zeros(2, dtype=torch.float64)
     if parallel_state.is_pipeline_last_stage():
         for report in reports:
             totals += report["lm loss"].detach().to("cpu", torch.float64)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     totals = totals.to(device)
     torch.distributed.all_reduce(totals, group=parallel_state.get_data_parallel_group())
     torch.distributed.broadcast(
@@ -76,14 +80,13 @@ def forward_backward(model, microbatches: list[dict], forward_only: bool = False
         micro_batch_size=tokens.shape[0],
         forward_only=forward_only,
     )
-    return _global_mean_loss(reports)
+    return _global_mean_loss(reports, _device(model))
 
 
 def gradients_are_finite(model) -> bool:
     """Whether every rank's gradient buffers are free of NaN/Inf (one sum per buffer and a
     one-element all-reduce; a NaN or Inf anywhere makes a buffer's sum non-finite)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    bad = torch.zeros(1, device=device)
+    bad = torch.zeros(1, device=_device(model))
     for chunk in model:
         for buffer in chunk.buffers + chunk.expert_parallel_buffers:
             bad += (~torch.isfinite(buffer.grad_data.sum())).float()

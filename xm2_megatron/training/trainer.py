@@ -12,6 +12,7 @@ from pathlib import Path
 from megatron.core import parallel_state
 
 from xm2_megatron.checkpoint import load_checkpoint
+from xm2_megatron.checkpoint.lock import lock_directory
 from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.data.stream import StageDataStream
 from xm2_megatron.runtime import Runtime
@@ -75,7 +76,8 @@ class Trainer:
 
     def load(self) -> None:
         """Resume: the run's own ``checkpoint.dir`` first (a requeued job), else
-        ``checkpoint.load`` (a run that starts from another's weights)."""
+        ``checkpoint.load`` (a run that starts from another's weights); in each the newest
+        checkpoint that loads (a damaged one is skipped with a warning)."""
         for source in (self.cfg.checkpoint.dir, self.cfg.checkpoint.load):
             if source:
                 loaded = load_checkpoint(source, self.state.model, self.state.optimizer,
@@ -91,7 +93,9 @@ class Trainer:
         the exit code; ``callbacks`` are added after the Trainer's own for this call."""
         self.callbacks = [*self.own_callbacks, *callbacks]
         exit_code = EXIT_FAILED
+        lock = None
         try:
+            lock = lock_directory(self.cfg.checkpoint.dir) if self.cfg.checkpoint.dir else None
             self.load()
             self.emit("on_fit_start")
             while self.step < self.cfg.train.steps and self.stop_request is None:
@@ -101,6 +105,8 @@ class Trainer:
             exit_code = self.stop_request.exit_code if self.stop_request else EXIT_OK
         finally:
             self.emit("on_fit_end", exit_code)
+            if lock is not None:
+                lock.release()
         return exit_code
 
     def _step(self) -> StepEnd:

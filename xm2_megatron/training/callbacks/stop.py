@@ -1,5 +1,6 @@
-"""Stop on SIGTERM / SIGUSR1 (Slurm's warning before a time limit) or after
-``train.time_limit_minutes``: save at the next step boundary on every rank and exit 75.
+"""Stop on SIGTERM, SIGUSR1 (Slurm's warning before a time limit), SIGINT (Ctrl-C; a second
+one interrupts at once) or after ``train.time_limit_minutes``: save at the next step boundary
+on every rank and exit 75.
 
 ``tests/test_train_resume.py`` sends SIGTERM to every process of a run, its W&B service and
 checkpoint writers included, as Slurm does.
@@ -14,7 +15,7 @@ import torch
 
 from xm2_megatron.training.callback import Callback, StepEnd
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopSignal:
@@ -27,6 +28,8 @@ class StopSignal:
 
     def _handle(self, signum, frame):
         self.received = True
+        if signum == signal.SIGINT:  # the next Ctrl-C interrupts (KeyboardInterrupt) at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def requested(self, device: torch.device | str = "cpu") -> bool:
         """True on every rank if any rank received a signal (a collective call)."""
