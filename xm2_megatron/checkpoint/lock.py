@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from xm2_megatron.errors import CheckpointError
+from xm2_megatron.runtime import broadcast_from_rank0
 
 LOCK_FILE = ".lock"
 logger = logging.getLogger(__name__)
@@ -68,8 +69,7 @@ def lock_directory(directory: str | Path) -> DirectoryLock | None:
             lock.acquire()
         except CheckpointError as e:
             lock, error = None, str(e)
-    box = [error]
-    torch.distributed.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        raise CheckpointError(box[0])
+    error = broadcast_from_rank0(error)
+    if error is not None:
+        raise CheckpointError(error)
     return lock

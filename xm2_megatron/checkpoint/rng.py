@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
-from xm2_megatron.atomic import atomic_file
 
 
 def _layout() -> dict:
@@ -59,13 +58,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_rng(path: Path) -> None:
-    """Gather every rank's RNG states into ``path`` (written by rank 0; a collective call)."""
+    """Gather every rank's RNG states into ``path`` (written by rank 0 into the save's temporary
+    folder, which the save commits whole; a collective call)."""
     rank = torch.distributed.get_rank()
     states = [None] * torch.distributed.get_world_size() if rank == 0 else None
     torch.distributed.gather_object(rng_state(), states, dst=0)
     if rank == 0:
-        with atomic_file(path, "wb") as f:
-            torch.save({"layout": _layout(), "ranks": states}, f)
+        torch.save({"layout": _layout(), "ranks": states}, path)
 
 
 def load_rng(path: Path) -> bool:

@@ -38,6 +38,7 @@ from xm2_megatron.checkpoint.format import (
 )
 from xm2_megatron.checkpoint.rng import load_rng, save_rng
 from xm2_megatron.errors import CheckpointError
+from xm2_megatron.runtime import broadcast_from_rank0
 from xm2_megatron.runtime.children import children_die_with_this_process
 
 logger = logging.getLogger(__name__)
@@ -63,12 +64,6 @@ def _load_model_state(model: list, state: dict) -> None:
     names = ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]
     for chunk, name in zip(chunks, names):
         chunk.load_state_dict(state[name])
-
-
-def _broadcast(value):
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _remove_leftovers(directory: Path) -> None:
@@ -102,7 +97,7 @@ def _prepare_tmp(directory: Path, step: int) -> Path:
         _remove_leftovers(directory)
         tmp = atomic.temporary_name(directory / step_dir_name(step))
         tmp.mkdir()
-    return Path(_broadcast(None if tmp is None else str(tmp)))
+    return Path(broadcast_from_rank0(None if tmp is None else str(tmp)))
 
 
 def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, scheduler,
@@ -134,7 +129,7 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
                                       content_metadata=content)
     save_rng(tmp / RNG_FILE)
     if torch.distributed.get_rank() == 0:
-        atomic.write_text(tmp / CONFIG_FILE, yaml.safe_dump(config_dict, sort_keys=False))
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
 
     def finalize():
         torch.distributed.barrier()
@@ -203,7 +198,7 @@ def load_checkpoint(path: str | Path, model: list, optimizer=None, scheduler=Non
     (its main parameters reloaded from the loaded model) and the scheduler at its start."""
     fixes.check_megatron_version()
     found = _candidates(Path(path)) if torch.distributed.get_rank() == 0 else None
-    candidates = [Path(p) for p in _broadcast(None if found is None else [str(p) for p in found])]
+    candidates = [Path(p) for p in broadcast_from_rank0(None if found is None else [str(p) for p in found])]
     failures = []
     for step_dir in candidates:
         try:

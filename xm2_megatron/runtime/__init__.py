@@ -3,11 +3,12 @@
 from xm2_megatron.runtime.distributed import (
     LaunchEnv,
     Runtime,
+    broadcast_from_rank0,
     detect_launch_env,
     init_runtime,
     shutdown_runtime,
     single_process_runtime,
 )
 
-__all__ = ["LaunchEnv", "Runtime", "detect_launch_env", "init_runtime", "shutdown_runtime",
+__all__ = ["LaunchEnv", "Runtime", "broadcast_from_rank0", "detect_launch_env", "init_runtime", "shutdown_runtime",
            "single_process_runtime"]

@@ -133,6 +133,13 @@ def init_runtime(
     return Runtime(env=env, device=device, backend=backend)
 
 
+def broadcast_from_rank0(value):
+    """Rank 0's ``value`` on every rank (any picklable object; a collective call)."""
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def shutdown_runtime() -> None:
     """Tear down megatron's parallel state and the process group, and remove the CPU
     compatibility layer (code that runs afterwards in this process sees plain torch)."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from xm2_megatron.model import count_parameters, training_flops_per_token
+from xm2_megatron.runtime import broadcast_from_rank0
 from xm2_megatron.training.callback import Callback, StepEnd
 from xm2_megatron.training.monitor import Monitor
 from xm2_megatron.training.trainer import EXIT_OK
@@ -34,9 +33,7 @@ class Monitoring(Callback):
                 training_flops_per_token(cfg.model, trainer.seq_length), runtime.env.world_size,
                 resume_run_id=trainer.loaded_state.get("wandb_run_id") if own else None,
                 start_step=trainer.step, device=runtime.device)
-        run_id = [self.monitor.run_id if self.monitor else None]
-        torch.distributed.broadcast_object_list(run_id, src=0)
-        trainer.wandb_run_id = run_id[0]
+        trainer.wandb_run_id = broadcast_from_rank0(self.monitor.run_id if self.monitor else None)
 
     def on_step_end(self, trainer, end: StepEnd) -> None:
         if self.monitor is not None:
