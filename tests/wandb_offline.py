@@ -2,6 +2,7 @@
 
 import json
 import struct
+import time
 
 WANDB_ENV = ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL",
              "WANDB_DIR", "WANDB_CONSOLE")
@@ -18,10 +19,13 @@ def isolate_wandb(monkeypatch, tmp_path) -> None:
 
 def wandb_records(path):
     """Protobuf records of a ``.wandb`` transaction log (LevelDB log format: 32 KiB blocks of
-    chunks with a 7-byte header crc32/length/type; wandb 0.31 ships no Python reader)."""
+    chunks with a 7-byte header crc32/length/type; wandb 0.31 ships no Python reader); a log
+    still being written yields its complete records."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
+    if len(data) < 7:  # not written yet
+        return
     assert data[:4] == b":W&B"
     pos, block, chunk = 7, 32768, b""
     while pos + 7 <= len(data):
@@ -29,6 +33,8 @@ def wandb_records(path):
             pos += block - pos % block
             continue
         length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        if pos + 7 + length > len(data):  # a chunk still being written
+            return
         chunk += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST
@@ -36,13 +42,15 @@ def wandb_records(path):
             chunk = b""
 
 
-def offline_runs(run_dir, run_id):
+def offline_runs(run_dir, run_id, timeout_s: float = 60.0):
     """History rows ({key: value}) and config ({key: value}) of every offline run of ``run_id``
-    under ``run_dir/wandb``, oldest first."""
+    under ``run_dir/wandb``, oldest first. ``run.finish()`` can return before wandb-core has
+    flushed the log, so each log is read once it holds its exit record (within ``timeout_s``)."""
     runs = []
     for directory in sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}")):
+        records = _finished_records(directory / f"run-{run_id}.wandb", timeout_s)
         history, config = [], {}
-        for record in wandb_records(directory / f"run-{run_id}.wandb"):
+        for record in records:
             kind = record.WhichOneof("record_type")
             if kind == "history":
                 history.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json)
@@ -53,3 +61,13 @@ def offline_runs(run_dir, run_id):
                 config.update({u.key: json.loads(u.value_json) for u in record.config.update})
         runs.append((history, config))
     return runs
+
+
+def _finished_records(path, timeout_s: float) -> list:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = list(wandb_records(path)) if path.exists() else []
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout_s:.0f} s"
+        time.sleep(0.2)
