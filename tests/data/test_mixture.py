@@ -1,12 +1,15 @@
 """Stage mixtures built with megatron's BlendedMegatronDatasetBuilder on real indexed datasets."""
 
+import json
 import shutil
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from xm2_megatron.config import ConfigError
 from xm2_megatron.data.jsonl import DataError
+from xm2_megatron.data.preprocess import preprocess
 from xm2_megatron.data.mixture import (
     build_stage_datasets,
     check_data,
@@ -153,3 +156,35 @@ def test_trainer_refuses_a_truncated_index_before_building_the_model(copied, tmp
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {idx} is truncated"), result.stderr
+
+
+# --- the sample-index cache: keyed on each dataset's content, read pickle-free ---------------
+
+def _read_all(dataset) -> int:
+    return sum(int(dataset[i]["tokens"].sum() >= 0) for i in range(len(dataset)))
+
+
+def test_a_prefix_remade_in_place_gets_fresh_indices(copied):
+    cfg = _config(copied)
+    train, _ = build_stage_datasets(cfg, "stable", train_samples=400)
+    assert _read_all(train) == 400
+    descriptions = set((copied / "cache").glob("*description.txt"))
+
+    jsonl = copied / "fewer.jsonl"  # the same prefix re-made with a tenth of its documents
+    jsonl.write_text("".join(json.dumps({"text": f"{i} short"}) + "\n" for i in range(30)))
+    preprocess([jsonl], str(copied / "code"), str(copied / "tok.model"),
+               append_eod=True, overwrite=True)
+    train, _ = build_stage_datasets(cfg, "stable", train_samples=400)
+    assert _read_all(train) == 400  # indices built for 300 documents would index past 30
+    fresh = set((copied / "cache").glob("*description.txt")) - descriptions
+    assert any("code_text_document" in path.read_text() for path in fresh)
+
+
+def test_an_index_cache_file_of_python_objects_is_refused(copied):
+    cfg = _config(copied)
+    build_stage_datasets(cfg, "stable", train_samples=40)
+    cached = sorted((copied / "cache").glob("*shuffle_index.npy"))[0]
+    np.save(cached, np.array([{"payload": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=rf"{cached}: an index-cache file that holds Python "
+                                        r"objects, not indices: refused"):
+        build_stage_datasets(cfg, "stable", train_samples=40)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
 
 from xm2_megatron.config import ConfigError, ExperimentConfig, StageConfig
 from xm2_megatron.data.checks import check_index, check_vocabulary
+from xm2_megatron.data.index_cache import ContentKeyedGPTDataset, check_cache_files
 from xm2_megatron.data.preprocess import check_tokenizer
 from xm2_megatron.data.tokenizer import Tokenizer
 
@@ -123,12 +124,14 @@ def build_stage_datasets(
 ):
     """megatron ``BlendedDataset``s (train, valid) of one stage, ``train_samples`` long.
 
-    Checks first every dataset of the stage (``check_stage_files``).
+    Checks first every dataset of the stage (``check_stage_files``) and its cached indices
+    (``index_cache.check_cache_files``); the indices are keyed on each dataset's content.
     Needs ``torch.distributed`` initialised (megatron's blended dataset requires it).
     """
     blend = stage_blend(cfg.data.stages[stage_name], cfg.data.root)
     tokenizer = _tokenizer_info(cfg)
     check_stage_files(cfg, stage_name, tokenizer)
+    check_cache_files(blend.prefixes, cfg.data.cache_dir)
     config = GPTDatasetConfig(
         # each stage shuffles with its own seed, so a dataset shared with an earlier stage is
         # not replayed in the same order
@@ -145,6 +148,6 @@ def build_stage_datasets(
     )
     sizes = [train_samples, valid_samples, 0]
     train, valid, _ = BlendedMegatronDatasetBuilder(
-        GPTDataset, sizes, lambda: True, config
+        ContentKeyedGPTDataset, sizes, lambda: True, config
     ).build()
     return train, valid
