@@ -4,8 +4,8 @@ megatron's ``GPTDataset`` names its cached document, sample and shuffle indices 
 of the dataset's path, split, seed, sequence length and tokenizer. A prefix re-made in place
 (other documents, same path) would reuse indices built for the old data: out-of-range
 samples with fewer documents, silently wrong ones with the same count. ``ContentKeyedGPTDataset``
-adds the dataset's identity (sequence and document counts, ``.bin``/``.idx`` sizes and
-modification times) to that hash, so such a prefix gets fresh indices and the stale files
+adds the dataset's identity (sequence and document counts, ``.bin``/``.idx`` sizes and a
+digest of each file's ends) to that hash, so such a prefix gets fresh indices and the stale files
 are never read. megatron maps the cached files with ``numpy.load(allow_pickle=True,
 mmap_mode="r")``, which cannot unpickle (numpy refuses to map an array of objects) but ends
 in a traceback; ``check_cache_files`` reads each header first and names a file that is not
@@ -15,6 +15,7 @@ plain numbers in one line.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from pathlib import Path
 
@@ -24,14 +25,29 @@ from megatron.core.datasets.gpt_dataset import GPTDataset
 from xm2_megatron.data.jsonl import DataError
 
 
+SAMPLED_BYTES = 1 << 20  # read from each end of the .bin and the .idx for the identity
+
+
+def _sampled_digest(paths: list[str]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(f.read(SAMPLED_BYTES))
+            f.seek(max(0, os.fstat(f.fileno()).st_size - SAMPLED_BYTES))
+            digest.update(f.read(SAMPLED_BYTES))
+    return digest.hexdigest()
+
+
 def dataset_identity(prefix: str, sequences: int, documents: int) -> dict:
-    """What changes when ``prefix`` is re-made: its counts and its files' sizes and times."""
-    files = {suffix: os.stat(prefix + suffix) for suffix in (".bin", ".idx")}
+    """What changes when ``prefix`` is re-made: its counts, its files' sizes and a digest of
+    the first and last MiB of each (the same on every copy of the files, unlike times)."""
+    paths = [prefix + ".bin", prefix + ".idx"]
     return {
         "sequences": sequences,
         "documents": documents,
-        **{f"{s[1:]}_bytes": st.st_size for s, st in files.items()},
-        **{f"{s[1:]}_mtime_ns": st.st_mtime_ns for s, st in files.items()},
+        "bin_bytes": os.path.getsize(paths[0]),
+        "idx_bytes": os.path.getsize(paths[1]),
+        "sampled_sha256": _sampled_digest(paths),
     }
 
 
