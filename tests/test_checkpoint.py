@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch import run_worker, start_worker, wait_for
+from tests.full_disk import error_lines, needs_namespaces, run_on_full_disk
+from tests.launch import REPO, trainer_command, run_worker, start_worker, wait_for
 from xm2_megatron import checkpoint
 from xm2_megatron.checkpoint import (
     LATEST,
@@ -23,6 +24,7 @@ from xm2_megatron.checkpoint import (
 )
 from xm2_megatron.checkpoint import store
 from xm2_megatron.checkpoint.megatron_fixes import check_megatron_version
+from xm2_megatron.checkpoint.save_failure import remove_leftovers
 from xm2_megatron.training.callbacks.stop import StopSignal
 
 WORKER = Path(__file__).parent / "distributed" / "checkpoint_worker.py"
@@ -112,7 +114,7 @@ def test_next_save_removes_leftovers(tmp_path):
     (tmp_path / ".iter_0000002.abcd1234.tmp" / "x").mkdir(parents=True)
     (tmp_path / ".latest.abcd1234.tmp").write_text("iter_0000002")
     kept = _fake_checkpoint(tmp_path, 1)
-    store._remove_leftovers(tmp_path)
+    assert remove_leftovers(tmp_path) == [2]  # the step of the save among them
     assert _names(tmp_path) == [kept.name]
 
 
@@ -262,3 +264,20 @@ def test_sigkill_during_save_keeps_previous(reference, tmp_path):
         assert abs(loss - reference["losses"][step]) <= TOLERANCE, (step, loss)
     assert _names(directory) == ["iter_0000001", "iter_0000003", LATEST]
     assert (directory / LATEST).read_text().strip() == "iter_0000003"
+
+
+@needs_namespaces
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous(tmp_path, async_save):
+    disk = tmp_path / "disk"  # holds one checkpoint of this model (3 MB), not two
+    result, left = run_on_full_disk(disk, "4500k", trainer_command(
+        REPO / "tests" / "distributed" / "parity.yaml", "train.steps=3",
+        f"checkpoint.dir={disk}", "checkpoint.interval=1", f"checkpoint.async_save={async_save}",
+        f"logging.output_dir={tmp_path / 'runs'}", "logging.wandb_mode=disabled"), cwd=REPO)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert error_lines(result) == [
+        f"error: no space left on device in {disk}: the checkpoint of step 2 was not saved (its "
+        f"partial files are removed); {disk / 'iter_0000001'} is kept. Free space there or set "
+        "checkpoint.dir elsewhere, then run again to resume"], result.stderr[-3000:]
+    assert sorted(left) == [".lock", "iter_0000001", "latest"]  # no partial temporary folder

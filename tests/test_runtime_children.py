@@ -1,5 +1,6 @@
 """A process forked inside ``children_die_with_this_process`` dies with its parent, even when
-the parent is killed with SIGKILL (megatron's async checkpoint writers are such children)."""
+the parent is killed with SIGKILL (megatron's async checkpoint writers are such children);
+ranks started by torchrun die with a SIGKILLed torchrun."""
 
 import os
 import signal
@@ -8,6 +9,8 @@ import sys
 
 import psutil
 import pytest
+
+from tests.launch import start_worker
 
 PARENT = """
 import os, sys, time
@@ -40,6 +43,36 @@ def test_a_guarded_child_dies_with_its_killed_parent():
         assert psutil.pid_exists(unguarded)  # outside the context nothing changes
     finally:
         for pid in (guarded, unguarded):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+RANK = """
+import os, time
+from xm2_megatron.runtime import init_runtime
+init_runtime(1, 1, environ=os.environ)
+print(os.getpid(), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_ranks_die_with_a_killed_torchrun(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK)
+    launcher = start_worker(script, nproc=2, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ranks = []
+    try:
+        ranks = [int(launcher.stdout.readline()) for _ in range(2)]
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in ranks], timeout=20)
+        assert alive == [] and len(gone) == 2
+    finally:
+        for pid in ranks:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

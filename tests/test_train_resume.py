@@ -40,9 +40,14 @@ def _setup(tmp_path, *extra):
 
 def _losses(tmp_path):
     """Steps, losses and learning rates logged over the whole run (resumes included)."""
-    with open(tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl") as f:
-        records = [r for r in map(json.loads, f) if "loss" in r]
+    records = _records(tmp_path / "runs" / "cpu_quickstart" / "metrics.jsonl")
     return [r["step"] for r in records], [r["loss"] for r in records], [r["lr"] for r in records]
+
+
+def _records(path):
+    """The training records of a ``metrics.jsonl``."""
+    with open(path) as f:
+        return [r for r in map(json.loads, f) if "loss" in r]
 
 
 def _assert_same_run(got, want):
@@ -117,9 +122,17 @@ def test_branch_from_checkpoint_load_then_its_own_checkpoints(tmp_path):
     branch = run("branch", "train.steps=3", f"checkpoint.load={tmp_path / 'trunk'}")
     assert branch.returncode == 0, branch.stderr[-3000:]
     assert f"resumed at step 2 from {tmp_path / 'trunk'}" in branch.stdout
+    # the branch has the trunk's name: the trunk's run folder is moved aside, not overwritten
+    run_dir = tmp_path / "runs" / "cpu_quickstart"
+    (archived,) = (tmp_path / "runs").glob("cpu_quickstart.*")
+    assert f"note: {run_dir} held an earlier run that this one does not resume: moved to " \
+           f"{archived}" in branch.stdout
+    assert [r["step"] for r in _records(archived / "metrics.jsonl")] == [1, 2]
     again = run("branch", "train.steps=4", f"checkpoint.load={tmp_path / 'trunk'}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed at step 3 from {tmp_path / 'branch'}" in again.stdout
+    assert "note:" not in again.stdout  # resuming its own checkpoint continues its folder
+    assert [r["step"] for r in _records(run_dir / "metrics.jsonl")] == [3, 4]
 
     for shard in (tmp_path / "branch" / "iter_0000004").glob("*.distcp"):
         shard.write_bytes(b"damaged")

@@ -5,18 +5,27 @@ Used by checkpoints, preprocessing, the jsonl tools and the Hugging Face export,
 crash or ``kill -9`` at any point leaves either the previous output or the new one, never
 a partial file under the final name. Temporary names are unique per call (two runs on one
 destination never write the same temporary file) and start with ``.`` so listings and
-globs skip them.
+globs skip them. A write that fails because the device is full becomes one
+``DiskFullError`` naming the folder (``disk_full_reported``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from xm2_megatron.errors import DiskFullError
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# what libraries that drop the errno say (torch's zip writer reports a short write as a position)
+DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os error 28", "unexpected pos")
+MIN_FREE_BYTES = 1 << 20  # less than this left on the folder's device counts as full
 
 
 def umask() -> int:
@@ -80,18 +89,58 @@ def remove_tree(path: str | os.PathLike) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+def disk_full(error: BaseException, directory: str | os.PathLike) -> bool:
+    """Whether ``error`` (or one it was raised from) comes from a full device: its errno, a
+    library's message saying so, or less than ``MIN_FREE_BYTES`` left where it wrote."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(seen) for text in DISK_FULL_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(directory).free < MIN_FREE_BYTES
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def disk_full_reported(directory: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a failure of the block caused by a full device into one ``DiskFullError``:
+    ``no space left on device in <directory>: <what>``."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, DiskFullError):
+        raise
+    except BaseException as error:  # torch's CheckpointException is a BaseException
+        if not disk_full(error, directory):
+            raise
+        raise DiskFullError(f"no space left on device in {directory}: {what}") from None
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
-    """``with atomic_file(p) as f: f.write(...)``: ``p`` appears only if the block succeeds."""
+    """``with atomic_file(p) as f: f.write(...)``: ``p`` appears only if the block succeeds
+    (a full device: ``DiskFullError``)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    with disk_full_reported(path.parent, f"{path.name} was not written"), _removed_on_error(tmp):
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
         _usual_mode(Path(tmp), directory=False)
         commit_file(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_error(tmp: str | os.PathLike) -> Iterator[None]:
+    try:
+        yield
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if Path(tmp).is_dir():
+            remove_tree(tmp)
+        else:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -104,10 +153,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder beside ``path`` that becomes ``path`` only if the block succeeds
-    (an existing empty ``path`` is replaced)."""
+    (an existing empty ``path`` is replaced; a full device: ``DiskFullError``)."""
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with disk_full_reported(path.parent, f"{path.name} was not written"), _removed_on_error(tmp):
         yield tmp
         for folder, dirs, files in os.walk(tmp):
             for name in files:
@@ -118,6 +167,3 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         commit_directory(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

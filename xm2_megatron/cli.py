@@ -1,7 +1,9 @@
-"""Shared command-line plumbing: user errors become one ``error: ...`` line and exit 2."""
+"""Shared command-line plumbing: user errors (and a full device) become one ``error: ...``
+line and exit 2."""
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,10 +15,18 @@ EXIT_USER_ERROR = 2
 
 
 def run_cli(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``; on a :class:`UserError` (or a missing file) print one ``error: ...`` line
-    to stderr and exit 2."""
+    """Call ``fn``; on a :class:`UserError`, a missing file or a full device print one
+    ``error: ...`` line to stderr and exit 2."""
     try:
         return fn(*args, **kwargs)
     except (UserError, FileNotFoundError) as e:
-        print("error: " + " ".join(str(e).splitlines()), file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        _exit_with(str(e))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _exit_with(f"no space left on device writing {e.filename or 'a file'}")
+
+
+def _exit_with(message: str):
+    print("error: " + " ".join(message.splitlines()), file=sys.stderr)
+    raise SystemExit(EXIT_USER_ERROR) from None

@@ -15,3 +15,8 @@ class UserError(ValueError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be found, read or loaded into this model."""
+
+
+class DiskFullError(UserError):
+    """No space left on the device (or the quota) that an output was being written to; its
+    partial files are removed and what was there before is kept."""

@@ -17,6 +17,8 @@ from xm2_megatron.errors import CheckpointError
 from xm2_megatron.runtime import single_process_runtime
 from xm2_megatron.data.tokenizer import Tokenizer
 
+from tests.full_disk import error_lines, needs_namespaces, run_on_full_disk
+
 from .conftest import REPO, VOCAB
 
 pytestmark = pytest.mark.distributed  # every test uses the checkpoint trained by 4 processes
@@ -151,3 +153,15 @@ def test_cli_one_error_line(trained_checkpoint, tmp_path):
     expected = (f"error: the export folder {tmp_path / 'taken'} already exists and is not empty: "
                 "choose a new folder")
     assert errors == [expected], result.stderr
+
+
+@needs_namespaces
+def test_a_full_disk_is_one_line_and_leaves_nothing(trained_checkpoint, tmp_path):
+    disk = tmp_path / "disk"  # the small files fit, the weights do not
+    result, left = run_on_full_disk(disk, "64k", [
+        sys.executable, "tools/convert_to_hf.py", "--load", trained_checkpoint,
+        "--save", disk / "hf"], cwd=REPO)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert error_lines(result) == [f"error: no space left on device in {disk}: hf was not "
+                                   "written"], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and left == []

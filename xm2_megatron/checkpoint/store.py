@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -37,6 +36,7 @@ from xm2_megatron.checkpoint.format import (
     step_of,
 )
 from xm2_megatron.checkpoint.rng import load_rng, save_rng
+from xm2_megatron.checkpoint.save_failure import failure_agreed, remove_leftovers
 from xm2_megatron.errors import CheckpointError
 from xm2_megatron.runtime import broadcast_from_rank0
 from xm2_megatron.runtime.children import children_die_with_this_process
@@ -66,15 +66,6 @@ def _load_model_state(model: list, state: dict) -> None:
         chunk.load_state_dict(state[name])
 
 
-def _remove_leftovers(directory: Path) -> None:
-    """Temporary folders and files of saves or deletions that were killed."""
-    for path in directory.glob(".*.tmp"):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-
-
 def _prune(directory: Path, keep_last: int, newest: Path) -> None:
     """Delete complete checkpoints beyond the last ``keep_last`` (never ``newest``)."""
     old = [p for p in complete_checkpoints(directory) if p != newest]
@@ -94,7 +85,7 @@ def _prepare_tmp(directory: Path, step: int) -> Path:
     tmp = None
     if torch.distributed.get_rank() == 0:
         directory.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(directory)
+        remove_leftovers(directory)
         tmp = atomic.temporary_name(directory / step_dir_name(step))
         tmp.mkdir()
     return Path(broadcast_from_rank0(None if tmp is None else str(tmp)))
@@ -108,16 +99,22 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
     ``train_state`` (plain values, the same on every rank) is stored with ``step`` added;
     ``optimizer`` and ``scheduler`` may be None (a model-only checkpoint). With
     ``async_queue`` a forked process writes the tensors and the folder is committed when the
-    queue finalises the request (call ``maybe_finalize_async_calls`` every step and
+    queue finalises the request (call ``finalize_saves`` every step and
     ``close`` at the end, on every rank); a new save first waits for the previous one.
+    A failed save raises ``CheckpointError`` (``DiskFullError`` for a full device) on every
+    rank, its partial files removed and the previous checkpoint kept.
     """
     fixes.check_megatron_version()
-    if async_queue is not None:
-        async_queue.maybe_finalize_async_calls(blocking=True)
-        fixes.start_async_results_queue()
     directory = Path(directory)
+    if async_queue is not None:
+        finalize_saves(async_queue, directory, blocking=True)
+        fixes.start_async_results_queue()
     final = directory / step_dir_name(step)
     tmp = _prepare_tmp(directory, step)
+    with failure_agreed(directory):  # the small files first: a full device fails here
+        save_rng(tmp / RNG_FILE)
+        if torch.distributed.get_rank() == 0:
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
     state = _sharded_state_dict(model, optimizer, is_loading=False)
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
@@ -125,11 +122,10 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
     content = {"has_optimizer": optimizer is not None,
                "distributed_optimizer": optimizer is not None
                and fixes.uses_distributed_optimizer(optimizer)}
-    request = dist_checkpointing.save(state, str(tmp), async_sharded_save=async_queue is not None,
-                                      content_metadata=content)
-    save_rng(tmp / RNG_FILE)
-    if torch.distributed.get_rank() == 0:
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
+    with failure_agreed(directory):  # megatron raises a failed write on every rank
+        request = dist_checkpointing.save(state, str(tmp),
+                                          async_sharded_save=async_queue is not None,
+                                          content_metadata=content)
 
     def finalize():
         torch.distributed.barrier()
@@ -144,6 +140,14 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
         with children_die_with_this_process():  # the forked writer dies with this trainer
             async_queue.schedule_async_request(request)
     return final
+
+
+def finalize_saves(async_queue: AsyncCallsQueue, directory: str | Path,
+                   blocking: bool = False) -> None:
+    """Commit the background saves that are done (``blocking``: wait for all), on every rank;
+    a failed one is a ``CheckpointError`` (``DiskFullError``) with its partial files removed."""
+    with failure_agreed(Path(directory)):
+        async_queue.maybe_finalize_async_calls(blocking=blocking)
 
 
 class DamagedCheckpointError(CheckpointError):

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from xm2_megatron.atomic import disk_full_reported
 from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.preprocess_input import CHUNK_BYTES, read_chunks
 from xm2_megatron.data.preprocess_output import Outputs, indexed_dataset, refuse_existing
@@ -108,7 +109,10 @@ def preprocess(
     summary = PreprocessSummary(inputs, list(json_keys), tokens=dict.fromkeys(json_keys, 0))
     offsets = [0, *itertools.accumulate(os.path.getsize(p) for p in inputs)]
     eod_id = tokenizer.eos_id if append_eod else None
-    with worker_pool(workers, tokenizer_model, json_keys, eod_id) as executor:
+    full = disk_full_reported(os.path.dirname(os.path.abspath(output_prefix)),
+                              f"the datasets of {output_prefix} were not written (their "
+                              "temporary files are removed)")
+    with full, worker_pool(workers, tokenizer_model, json_keys, eod_id) as executor:
         dtype = indexed_dataset().DType.optimal_dtype(tokenizer.vocab_size)
         outputs = Outputs(output_prefix, json_keys, dtype, overwrite)
         start = time.perf_counter()

@@ -327,7 +327,9 @@ def train_tokenizer(
     prefix.parent.mkdir(parents=True, exist_ok=True)
     settings = trainer_settings(vocab_size, sample_cap, user_defined_symbols,
                                 allow_smaller_vocab, num_threads)
-    with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=f".{prefix.name}.") as tmp:
+    with (atomic.disk_full_reported(prefix.parent, f"{prefix.name}.model was not written (the "
+                                    "temporary files are removed)"),
+          tempfile.TemporaryDirectory(dir=prefix.parent, prefix=f".{prefix.name}.") as tmp):
         lines_file = Path(tmp) / "lines.txt"
         with open(lines_file, "w", encoding="utf-8", newline="\n") as out:
             stats = write_training_lines(inputs, json_keys, out)

@@ -1,6 +1,12 @@
-"""Processes forked inside ``children_die_with_this_process()`` are killed by the kernel when
-this process dies (Linux ``PR_SET_PDEATHSIG``), however it dies: megatron's forked async
-checkpoint writers never outlive a trainer killed with SIGKILL. Elsewhere this does nothing."""
+"""Processes that must not outlive their parent, however it dies (Linux ``PR_SET_PDEATHSIG``;
+elsewhere this does nothing):
+
+- processes forked inside ``children_die_with_this_process()``: megatron's forked async
+  checkpoint writers never outlive a trainer killed with SIGKILL;
+- ``exit_with_launcher()``: a rank started by ``torchrun`` is killed when ``torchrun`` dies
+  (torch elastic starts ranks in their own sessions, so a SIGKILLed launcher would leave
+  them running, waiting on each other forever).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import ctypes.util
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 _PR_SET_PDEATHSIG = 1
 _active = False
@@ -33,6 +39,16 @@ def children_die_with_this_process() -> Iterator[None]:
         yield
     finally:
         _active = previous
+
+
+def exit_with_launcher(environ: Mapping[str, str] = os.environ) -> None:
+    """Under ``torchrun`` (``TORCHELASTIC_RUN_ID`` set), have the kernel kill this process when
+    its launcher dies; exit at once if it has died already."""
+    if _libc is None or "TORCHELASTIC_RUN_ID" not in environ:
+        return
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 def _register() -> None:

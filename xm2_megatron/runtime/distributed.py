@@ -19,6 +19,7 @@ import torch
 
 from xm2_megatron.errors import UserError
 from xm2_megatron.runtime import cpu_compat
+from xm2_megatron.runtime.children import exit_with_launcher
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,12 @@ def init_runtime(
     timeout_minutes: int = 30,
     environ: Mapping[str, str] = os.environ,
 ) -> Runtime:
-    """Initialise torch.distributed and megatron-core's parallel state and RNG."""
+    """Initialise torch.distributed and megatron-core's parallel state and RNG (a rank started
+    by ``torchrun`` dies with it: ``children.exit_with_launcher``)."""
     from megatron.core import parallel_state, tensor_parallel as mcore_tp
 
     env = detect_launch_env(environ)
+    exit_with_launcher(environ)
     if torch.cuda.is_available():
         backend = "nccl"
         torch.cuda.set_device(env.local_rank)

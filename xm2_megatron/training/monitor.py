@@ -24,6 +24,7 @@ import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -191,6 +192,22 @@ def _truncate_metrics(path: Path, start_step: int) -> None:
     kept = [r for r in read_metrics(path) if r.get("step", 0) <= start_step]
     with atomic_file(path) as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
+def archive_earlier_run(run_dir: str | os.PathLike) -> Path | None:
+    """Move a non-empty ``run_dir`` (an earlier run's metrics, plots and W&B files) aside to
+    ``<run_dir>.<time of its last write>``, so that a run that does not continue it never
+    overwrites them; returns where it went (None: nothing there)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    last_write = max(p.stat().st_mtime for p in run_dir.iterdir())
+    stamp = datetime.fromtimestamp(last_write).strftime("%Y%m%d-%H%M%S")
+    target, n = run_dir.with_name(f"{run_dir.name}.{stamp}"), 1
+    while target.exists():
+        target, n = run_dir.with_name(f"{run_dir.name}.{stamp}-{n}"), n + 1
+    os.rename(run_dir, target)
+    return target
 
 
 def _default_device() -> torch.device:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
 
-from xm2_megatron.checkpoint import save_checkpoint
+from xm2_megatron.checkpoint.store import finalize_saves, save_checkpoint
 from xm2_megatron.config import CheckpointConfig, config_to_dict
 from xm2_megatron.training.callback import Callback, StepEnd
 
@@ -31,11 +31,11 @@ class Checkpointer(Callback):
                       + (" in the background" if pending else ""), flush=True)
             trainer.emit("on_checkpoint_saved", trainer.step, path)
         if wait and self.queue is not None:
-            self.queue.maybe_finalize_async_calls(blocking=True)
+            finalize_saves(self.queue, self.config.dir, blocking=True)
 
     def on_step_end(self, trainer, end: StepEnd) -> None:
         if self.queue is not None:
-            self.queue.maybe_finalize_async_calls(blocking=False)
+            finalize_saves(self.queue, self.config.dir)
         last = end.step == trainer.cfg.train.steps
         interval = self.config.interval
         if last or (interval is not None and end.step % interval == 0):

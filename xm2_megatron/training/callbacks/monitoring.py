@@ -1,5 +1,7 @@
 """The run's console line, ``metrics.jsonl``, W&B run and plots (``training.monitor``),
-written by the logging rank; the W&B run id is shared with every rank for the checkpoints."""
+written by the logging rank into ``logging.output_dir/<name>``; the W&B run id is shared with
+every rank for the checkpoints. A run that does not resume its own checkpoint first moves an
+earlier run's folder of the same name aside (``monitor.archive_earlier_run``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 from xm2_megatron.model import count_parameters, training_flops_per_token
 from xm2_megatron.runtime import broadcast_from_rank0
 from xm2_megatron.training.callback import Callback, StepEnd
-from xm2_megatron.training.monitor import Monitor
+from xm2_megatron.training.monitor import Monitor, archive_earlier_run
 from xm2_megatron.training.trainer import EXIT_OK
 
 
@@ -28,8 +30,13 @@ class Monitoring(Callback):
                   f"{runtime.device} {runtime.backend}"
                   + (f" | resumed at step {trainer.step} from {trainer.loaded_from}"
                      if trainer.loaded_from else ""), flush=True)
+            run_dir = Path(cfg.logging.output_dir) / cfg.name
+            archived = None if own else archive_earlier_run(run_dir)
+            if archived is not None:
+                print(f"note: {run_dir} held an earlier run that this one does not resume: "
+                      f"moved to {archived}", flush=True)
             self.monitor = Monitor(
-                cfg, Path(cfg.logging.output_dir) / cfg.name,
+                cfg, run_dir,
                 training_flops_per_token(cfg.model, trainer.seq_length), runtime.env.world_size,
                 resume_run_id=trainer.loaded_state.get("wandb_run_id") if own else None,
                 start_step=trainer.step, device=runtime.device)
