@@ -110,6 +110,8 @@ def test_monitor_lines_and_metrics(tmp_path, monkeypatch, capsys):
         lines[1], lines[3], "validation at step 4 | val loss 2.5000"]
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2, 3, 4, 4]
+    rss = records[0].pop("rss_gib")
+    assert 0.05 < rss < 64  # this process's resident memory in GiB
     assert records[0] == {"step": 1, "stage": "stable", "loss": 3.0, "lr": 0.01, "grad_norm": 0.5,
                           "global_batch": 8, "tokens": 1024, "seconds": 2.0, "tokens_per_s": 512.0,
                           "mfu": 0.512, "skipped": False}

@@ -241,6 +241,7 @@ class Monitor:
         _truncate_metrics(self.metrics_path, start_step)
         self._jsonl = open(self.metrics_path, "a", buffering=1)
         self._timer = StepTimer(eta_window)
+        self._process = psutil.Process()
         self._interval: list[dict] = []
         self._wandb = start_wandb(cfg, self.run_dir, resume_run_id)
         self._run_id = self._wandb.id if self._wandb is not None else resume_run_id
@@ -262,6 +263,7 @@ class Monitor:
             "seconds": seconds, "tokens_per_s": tokens_per_s,
             "mfu": mfu(tokens_per_s, self.flops_per_token, self.peak_flops, self.world_size),
             "skipped": skipped,
+            "rss_gib": round(self._process.memory_info().rss / GIB, 4),
         }
         self._write(record)
         self._wandb_log({f"train/{k}": v for k, v in record.items()
