@@ -111,10 +111,6 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
         fixes.start_async_results_queue()
     final = directory / step_dir_name(step)
     tmp = _prepare_tmp(directory, step)
-    with failure_agreed(directory):  # the small files first: a full device fails here
-        save_rng(tmp / RNG_FILE)
-        if torch.distributed.get_rank() == 0:
-            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
     state = _sharded_state_dict(model, optimizer, is_loading=False)
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
@@ -126,6 +122,10 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
         request = dist_checkpointing.save(state, str(tmp),
                                           async_sharded_save=async_queue is not None,
                                           content_metadata=content)
+    with failure_agreed(directory):  # megatron wants an empty folder: these come after
+        save_rng(tmp / RNG_FILE)
+        if torch.distributed.get_rank() == 0:
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config_dict, sort_keys=False))
 
     def finalize():
         torch.distributed.barrier()
@@ -145,7 +145,10 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
 def finalize_saves(async_queue: AsyncCallsQueue, directory: str | Path,
                    blocking: bool = False) -> None:
     """Commit the background saves that are done (``blocking``: wait for all), on every rank;
-    a failed one is a ``CheckpointError`` (``DiskFullError``) with its partial files removed."""
+    a failed one is a ``CheckpointError`` (``DiskFullError``) with its partial files removed.
+    With nothing pending this is free (no collective call)."""
+    if not async_queue.get_num_unfinalized_calls():
+        return
     with failure_agreed(Path(directory)):
         async_queue.maybe_finalize_async_calls(blocking=blocking)
 
