@@ -24,6 +24,8 @@ def _train(*overrides, nproc=1, timeout=300):
     ("train.steps=ten", "train.steps='ten' (from the command line) must be an int"),
     ("parallel.tensor_parallel=4", "parallel.tensor_parallel=4"),
     ("data.kind=indexed", "data."),
+    ("parallel.sequence_parallel=true",
+     "parallel.sequence_parallel=True requires parallel.tensor_parallel > 1"),
 ])
 def test_bad_config_exits_2_with_one_line(override, expected):
     result = _train(override, timeout=120)

@@ -1,6 +1,7 @@
 """Checkpoints across processes: a DP2 run with the distributed optimizer (saving through
 megatron's async queue) resumes exactly, and checkpoints saved at one TP/PP/DP layout
-continue at another with the uninterrupted run's losses.
+continue at another (TP2 with sequence parallelism among them) with the uninterrupted run's
+losses.
 
 The uninterrupted reference is the DP2 run (itself equal to one process within ~3e-8
 relative, see ``test_parity.py``); resharded runs may differ from it by float reordering
@@ -53,7 +54,9 @@ CASES = {
     # name: (saved run, processes, layout of the resumed run)
     "tp2_to_tp1": ("tp2", 1, []),
     "tp2_to_pp2": ("tp2", 2, ["--pp", "2"]),
-    "dp2_distopt_to_tp2": ("dp2", 2, ["--tp", "2", "--distopt"]),
+    # with sequence parallelism: the same checkpoint layout as plain TP
+    "dp2_distopt_to_tp2_sp": ("dp2", 2, ["--tp", "2", "--distopt",
+                                         "--set", "parallel.sequence_parallel=true"]),
     "dp2_distopt_to_dp1": ("dp2", 1, ["--distopt"]),
 }
 

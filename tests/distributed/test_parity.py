@@ -1,4 +1,5 @@
-"""TP2, PP2 (4 micro-batches), DP2 and TP2xPP2 compute what one process computes.
+"""TP2, TP2 with sequence parallelism, PP2 (4 micro-batches), DP2 and TP2xPP2 compute what
+one process computes.
 
 fp32, µP on, tied embeddings, GQA. All layouts start from the reference's weights (loaded
 through megatron's resharding dist checkpoint); the first step's finalised gradients are
@@ -16,7 +17,9 @@ from tests.launch import run_worker
 pytestmark = pytest.mark.distributed
 
 WORKER = Path(__file__).with_name("parity_worker.py")
-LAYOUTS = {"tp2": (2, 1, 2), "pp2": (1, 2, 2), "dp2": (1, 1, 2), "tp2pp2": (2, 2, 4)}
+# name: (TP, PP, processes, overrides)
+LAYOUTS = {"tp2": (2, 1, 2, []), "tp2sp": (2, 1, 2, ["parallel.sequence_parallel=true"]),
+           "pp2": (1, 2, 2, []), "dp2": (1, 1, 2, []), "tp2pp2": (2, 2, 4, [])}
 TOLERANCE = 1e-5
 
 
@@ -24,8 +27,9 @@ TOLERANCE = 1e-5
 def parity_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("parity")
     run_worker(WORKER, ["reference", "--out", str(out)])
-    for name, (tp, pp, nproc) in LAYOUTS.items():
-        args = ["layout", "--name", name, "--tp", str(tp), "--pp", str(pp)]
+    for name, (tp, pp, nproc, overrides) in LAYOUTS.items():
+        args = ["layout", "--name", name, "--tp", str(tp), "--pp", str(pp),
+                *(arg for override in overrides for arg in ("--set", override))]
         run_worker(WORKER, [*args, "--out", str(out), "--init", str(out / "init")], nproc=nproc)
     others = [str(out / f"grads_{name}") for name in LAYOUTS] + [str(out / "init")]
     run_worker(

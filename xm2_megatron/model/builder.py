@@ -22,6 +22,10 @@ from megatron.core.models.gpt.gpt_layer_specs import (
 )
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.transformer_block import (
+    TransformerBlockSubmodules,
+    get_num_layers_to_build,
+)
 from megatron.core.transformer.transformer_layer import (
     TransformerLayer,
     get_transformer_layer_offset,
@@ -31,6 +35,7 @@ from megatron.core.utils import get_pg_rank, init_method_normal
 from xm2_megatron.config import ConfigError, ExperimentConfig
 from xm2_megatron.model.attention import SDPAttention
 from xm2_megatron.model.mup import apply_mup, mup_layer_spec, mup_multipliers
+from xm2_megatron.model.norm import LocalRMSNorm
 
 _PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 
@@ -152,22 +157,43 @@ def with_core_attention(spec, core_attention):
         spec, submodules=dataclasses.replace(spec.submodules, self_attention=attention))
 
 
+def with_local_norms(spec):
+    """A local layer spec whose norms are ``LocalRMSNorm`` (they run under sequence
+    parallelism; megatron's ``WrappedTorchNorm`` refuses it)."""
+    return dataclasses.replace(spec, submodules=dataclasses.replace(
+        spec.submodules, input_layernorm=LocalRMSNorm, pre_mlp_layernorm=LocalRMSNorm))
+
+
+def uses_transformer_engine(cfg: ExperimentConfig) -> bool:
+    return resolve_transformer_impl(cfg.model.transformer_impl) == "transformer_engine"
+
+
 def build_layer_spec(cfg: ExperimentConfig):
-    """The per-layer module spec: TE, or local with SDPA or megatron's unfused core attention;
-    seeded per layer, µP residual scaling."""
-    if resolve_transformer_impl(cfg.model.transformer_impl) == "transformer_engine":
+    """The per-layer module spec: TE, or local (``LocalRMSNorm``) with SDPA or megatron's
+    unfused core attention; seeded per layer, µP residual scaling."""
+    if uses_transformer_engine(cfg):
         spec = get_gpt_layer_with_transformer_engine_spec()
     else:
         if cfg.train.precision == "fp8":
             raise ConfigError("train.precision='fp8' needs Transformer Engine, which is not "
                               "installed or has no GPU here (model.transformer_impl resolved to local)")
-        spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+        spec = with_local_norms(get_gpt_layer_local_spec(normalization="RMSNorm"))
         if cfg.model.local_attention == "sdpa":
             spec = with_core_attention(spec, SDPAttention)
     spec = dataclasses.replace(
         spec, module=SeededTransformerLayer, params={**spec.params, "init_seed": cfg.train.seed}
     )
     return mup_layer_spec(spec, mup_multipliers(cfg.model, cfg.mup).residual)
+
+
+def build_block_spec(cfg: ExperimentConfig, config: TransformerConfig):
+    """This pipeline stage's decoder: the layer spec for each of its layers and, on the local
+    path, a ``LocalRMSNorm`` final norm (megatron picks TE's on the TE path)."""
+    layer = build_layer_spec(cfg)
+    if uses_transformer_engine(cfg):
+        return layer
+    return TransformerBlockSubmodules(layer_specs=[layer] * get_num_layers_to_build(config),
+                                      layer_norm=LocalRMSNorm)
 
 
 def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
@@ -183,7 +209,7 @@ def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
     torch.manual_seed(cfg.train.seed)  # the embedding (first stage) draws from here
     model = GPTModel(
         config=transformer_config,
-        transformer_layer_spec=build_layer_spec(cfg),
+        transformer_layer_spec=build_block_spec(cfg, transformer_config),
         vocab_size=padded_vocab_size(
             cfg.model.vocab_size, cfg.model.make_vocab_size_divisible_by, tp
         ),

@@ -7,8 +7,11 @@ streams, events and synchronisation, and type-string checks such as
 and is only ever applied when no GPU is present: it never touches a CUDA machine.
 
 The device redirection is a ``TorchFunctionMode`` so that megatron's own source stays
-untouched; the CUDA RNG is replaced by the CPU generator (the CPU *is* the device here),
-and streams/events become no-ops (CPU execution is synchronous).
+untouched, and ``torch.cuda.current_device()`` is the CPU device: torch pauses a mode while
+it handles a call, so the mode does not see what runs inside ``torch.autograd.backward``
+(megatron's sequence-parallel linear allocates on ``current_device()`` in its backward).
+The CUDA RNG is replaced by the CPU generator (the CPU *is* the device here), and
+streams/events become no-ops (CPU execution is synchronous).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import torch
 from torch.overrides import TorchFunctionMode
 
+_CPU = torch.device("cpu")
 _CUDA_TYPE_NAMES = {
     torch.float32: "torch.cuda.FloatTensor",
     torch.float16: "torch.cuda.HalfTensor",
@@ -105,7 +109,7 @@ def apply() -> None:
 
     default_stream = _NoOpStream()
     patches = [(torch.cuda, name, replacement) for name, replacement in {
-        "current_device": lambda: 0,
+        "current_device": lambda: _CPU,
         "synchronize": lambda device=None: None,
         "current_stream": lambda device=None: default_stream,
         "default_stream": lambda device=None: default_stream,
