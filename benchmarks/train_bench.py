@@ -49,6 +49,7 @@ def _overrides(args) -> list[str]:
         "train.precision=fp32", "train.log_interval=1", "train.eval_interval=null",
         "data.kind=synthetic", "logging.wandb_mode=disabled", "checkpoint.dir=null",
         "schedule.warmup_steps=2", f"schedule.decay_start={args.steps}",
+        "parallel.overlap_grad_reduce=false", "parallel.overlap_param_gather=false",  # one CPU
     ]
 
 

@@ -108,13 +108,13 @@ def disk_full(error: BaseException, directory: str | os.PathLike) -> bool:
 @contextlib.contextmanager
 def disk_full_reported(directory: str | os.PathLike, what: str) -> Iterator[None]:
     """Turn a failure of the block caused by a full device into one ``DiskFullError``:
-    ``no space left on device in <directory>: <what>``."""
+    ``no space left on device in <directory>: <what>`` (the outermost such block names it)."""
     try:
         yield
-    except (KeyboardInterrupt, SystemExit, GeneratorExit, DiskFullError):
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as error:  # torch's CheckpointException is a BaseException
-        if not disk_full(error, directory):
+        if not (isinstance(error, DiskFullError) or disk_full(error, directory)):
             raise
         raise DiskFullError(f"no space left on device in {directory}: {what}") from None
 

@@ -186,6 +186,12 @@ def test_other_value_checks(override, message):
     (["parallel.sequence_parallel=true", "parallel.tensor_parallel=2", "model.seq_length=129"], 2,
      "model.seq_length=129 is not divisible by parallel.tensor_parallel=2"),
     (["train.precision=fp8"], None, "train.precision='fp8' requires Transformer Engine"),
+    (["parallel.overlap_param_gather=true"], None,
+     "parallel.overlap_param_gather=True requires parallel.overlap_grad_reduce=True"),
+    (["parallel.overlap_grad_reduce=true", "parallel.overlap_param_gather=true",
+      "optimizer.use_distributed_optimizer=false"], None,
+     "parallel.overlap_param_gather=True requires optimizer.use_distributed_optimizer=True"),
+    (["parallel.ddp_bucket_size=0"], None, "parallel.ddp_bucket_size=0 must be positive (> 0)"),
     ([], 0, "world_size=0 must be a positive int"),
 ])
 def test_layout_checks(overrides, world_size, message):

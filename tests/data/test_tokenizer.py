@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.full_disk import error_lines, needs_namespaces, run_on_full_disk
 
 from xm2_megatron.data.tokenizer import (
     MAX_SENTENCE_BYTES,
@@ -366,19 +365,6 @@ def test_cli_entry_point(tmp_path):
                             capture_output=True, text=True, cwd=REPO, check=False)
     assert result.returncode == 2
     assert result.stderr == f"error: input file {tmp_path / 'none.txt'} does not exist\n"
-
-
-@needs_namespaces
-def test_a_full_disk_is_one_line_and_leaves_nothing(sample, tmp_path):
-    corpus, _ = sample
-    disk = tmp_path / "disk"  # holds the training lines (3 KB), not the model too (9 KB)
-    result, left = run_on_full_disk(disk, "12k", [
-        sys.executable, TOOL, "--input", corpus, "--model-prefix", disk / "tok",
-        "--vocab-size", SAMPLE_VOCAB, "--threads", "1"], cwd=REPO)
-    assert result.returncode == 2, result.stderr
-    assert error_lines(result) == [f"error: no space left on device in {disk}: tok.model was "
-                                   "not written (the temporary files are removed)"], result.stderr
-    assert "Traceback" not in result.stderr and left == []
 
 
 # ---------------------------------------------------------------- the real demo corpora

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch import run_worker
+from tests.launch import REPO, run_trainer, run_worker
 
 pytestmark = pytest.mark.distributed
 
 WORKER = Path(__file__).with_name("checkpoint_worker.py")
+RECIPE = REPO / "tests" / "distributed" / "parity.yaml"
 TOLERANCE = 1e-6
 
 
@@ -66,3 +67,26 @@ def test_resharded_resume_continues(saved, tmp_path, case):
     source, nproc, layout = CASES[case]
     resumed = _run(tmp_path / f"{case}.json", nproc, *layout, "--load", str(saved["out"] / source))
     _assert_continues(resumed, saved["losses"], TOLERANCE)
+
+
+def test_a_checkpoint_saved_with_overlapped_gather_resumes_in_one_process(tmp_path):
+    """With ``overlap_param_gather`` the updated shards reach the other rank only in the next
+    forward: the trainer gathers them before it saves, so the checkpoint of step 2 of a DP2
+    run continues in one process (without overlap) with the DP2 run's losses."""
+    def train(nproc, out, *extra):
+        result = run_trainer(RECIPE, "train.steps=4", "schedule.warmup_steps=1",
+                             "optimizer.use_distributed_optimizer=true", "train.eval_interval=null",
+                             "logging.wandb_mode=disabled", f"logging.output_dir={tmp_path / out}",
+                             *extra, nproc=nproc, check=True)
+        return {r["step"]: r["loss"] for r in map(json.loads, open(
+            tmp_path / out / "parity" / "metrics.jsonl")) if "loss" in r}, result
+
+    overlapped, _ = train(2, "dp2", f"checkpoint.dir={tmp_path / 'ckpt'}", "checkpoint.interval=2",
+                          "parallel.overlap_grad_reduce=true", "parallel.overlap_param_gather=true",
+                          "parallel.ddp_bucket_size=20000")
+    resumed, result = train(1, "one", f"checkpoint.load={tmp_path / 'ckpt' / 'iter_0000002'}",
+                            f"checkpoint.dir={tmp_path / 'ckpt_one'}")
+    assert "resumed at step 2" in result.stdout
+    assert list(resumed) == [3, 4]
+    for step, loss in resumed.items():
+        assert abs(loss - overlapped[step]) <= 1e-5 * abs(overlapped[step]), (step, loss)

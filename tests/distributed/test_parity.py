@@ -68,12 +68,17 @@ def test_gradient_checkpoints_are_not_the_weights(parity_runs):
     assert min(errors.values()) > 0.1
 
 
-def test_distributed_optimizer_matches(parity_runs, tmp_path):
-    """DP2 with megatron's distributed optimizer (sharded states) takes the same steps."""
+@pytest.mark.parametrize("overlap", [[], [
+    "parallel.overlap_grad_reduce=true", "parallel.overlap_param_gather=true",
+    "parallel.ddp_bucket_size=20000"]], ids=["plain", "overlapped"])
+def test_distributed_optimizer_matches(parity_runs, tmp_path, overlap):
+    """DP2 with megatron's distributed optimizer (sharded states) takes the same steps; also
+    with the gradient reduce and the parameter gather overlapped, in several buckets."""
+    sets = [arg for override in overlap for arg in ("--set", override)]
     run_worker(
         WORKER,
         ["layout", "--name", "dp2_distopt", "--out", str(tmp_path), "--init",
-         str(parity_runs / "init"), "--set", "optimizer.use_distributed_optimizer=true"],
+         str(parity_runs / "init"), "--set", "optimizer.use_distributed_optimizer=true", *sets],
         nproc=2,
     )
     reference = _losses(parity_runs, "ref")

@@ -87,6 +87,49 @@ def distinct_param_groups():
             module.param_group_identifier_keys = original
 
 
+def _with_bucket_padding(unpadded: torch.Tensor, buffer) -> torch.Tensor:
+    """One gradient buffer's coalesced state re-laid at the buffer's offsets: each bucket's
+    elements at ``bucket.offset``, the padding at each bucket's end as zeros."""
+    padded = torch.zeros(buffer.grad_data.numel(), dtype=unpadded.dtype, device=unpadded.device)
+    start = 0
+    for bucket in buffer.buckets:
+        padded[bucket.offset:bucket.offset + bucket.numel_unpadded] = (
+            unpadded[start:start + bucket.numel_unpadded])
+        start += bucket.numel_unpadded
+    return padded
+
+
+@contextlib.contextmanager
+def bucket_offsets_fixed(optimizer):
+    """megatron packs a gradient buffer's optimizer state bucket by bucket with each bucket's
+    end padding left out (``get_parameter_state_dp_zero``), but the ``fully_reshardable``
+    save slices it at the padded buffer's offsets: with more than one bucket
+    (``parallel.overlap_grad_reduce``) every parameter after the first bucket is saved from
+    the wrong place (fixed upstream after 0.16.1, Megatron-LM PR #5077). Put the padding
+    back, so that the offsets are right."""
+    patched = [s for s in sub_optimizers(optimizer) if isinstance(s, DistributedOptimizer)]
+    for sub in patched:
+        original = sub.get_parameter_state_dp_zero
+
+        def padded_state(*args, sub=sub, original=original, **kwargs):
+            state = original(*args, **kwargs)
+            for gbuf_idx, by_dtype in (state or {}).items():
+                if not isinstance(gbuf_idx, int):  # the "buckets_coalesced" flag
+                    continue
+                for world in by_dtype.values():
+                    for key in ("param", "exp_avg", "exp_avg_sq"):
+                        if key in world:
+                            world[key] = _with_bucket_padding(world[key], sub.buffers[gbuf_idx])
+            return state
+
+        sub.get_parameter_state_dp_zero = padded_state
+    try:
+        yield
+    finally:
+        for sub in patched:
+            del sub.get_parameter_state_dp_zero
+
+
 def unshare_step_tensors(optimizer) -> None:
     """After a load megatron gives every parameter the same ``step`` tensor, which AdamW would
     then increment once per parameter: give each parameter its own copy."""

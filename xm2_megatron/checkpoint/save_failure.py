@@ -52,6 +52,8 @@ def failure_agreed(directory: Path) -> Iterator[None]:
     except _FATAL:
         raise
     except BaseException as e:  # torch's CheckpointException is a BaseException
+        if getattr(e, "agreed", False):  # an inner block already failed on every rank
+            raise
         error = e
     mine = None if error is None else (atomic.disk_full(error, directory), _describe(error))
     reports = [None] * torch.distributed.get_world_size()
@@ -62,7 +64,9 @@ def failure_agreed(directory: Path) -> Iterator[None]:
     step = None
     if torch.distributed.get_rank() == 0:
         step = next(reversed(remove_leftovers(directory)), None)
-    raise save_failed(directory, broadcast_from_rank0(step), failures) from None
+    failure = save_failed(directory, broadcast_from_rank0(step), failures)
+    failure.agreed = True
+    raise failure from None
 
 
 def save_failed(directory: Path, step: int | None,

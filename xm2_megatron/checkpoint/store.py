@@ -54,8 +54,9 @@ def _sharded_state_dict(model: list, optimizer, is_loading: bool) -> dict:
     else:
         state = {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
     if optimizer is not None:
-        state["optimizer"] = optimizer.sharded_state_dict(
-            state, is_loading=is_loading, metadata=_OPTIMIZER_METADATA)
+        with fixes.bucket_offsets_fixed(optimizer):
+            state["optimizer"] = optimizer.sharded_state_dict(
+                state, is_loading=is_loading, metadata=_OPTIMIZER_METADATA)
     return state
 
 
@@ -129,9 +130,9 @@ def save_checkpoint(directory: str | Path, step: int, model: list, optimizer, sc
 
     def finalize():
         torch.distributed.barrier()
-        if torch.distributed.get_rank() == 0:
-            commit(tmp, final, keep_last)
-        torch.distributed.barrier()
+        with failure_agreed(directory):  # its exchange is the closing barrier
+            if torch.distributed.get_rank() == 0:
+                commit(tmp, final, keep_last)
 
     if request is None:
         finalize()

@@ -193,13 +193,21 @@ class ParallelConfig:
     tensor_parallel: int = 1  # tensor-model-parallel size
     pipeline_parallel: int = 1  # pipeline-model-parallel size
     sequence_parallel: bool = False  # shard norms/dropout along the sequence over TP ranks
+    # megatron DDP: reduce gradients bucket by bucket while the backward pass goes on, and
+    # (distributed optimizer) gather the updated parameters during the next forward pass
+    overlap_grad_reduce: bool = False
+    overlap_param_gather: bool = False
+    ddp_bucket_size: int | None = None  # parameters per bucket; None = megatron's default
 
     def data_parallel(self, world_size: int) -> int:
         """Data-parallel size for ``world_size`` ranks."""
         return world_size // (self.tensor_parallel * self.pipeline_parallel)
 
     def validate(self) -> None:
-        _positive("parallel", self, "tensor_parallel", "pipeline_parallel")
+        _positive("parallel", self, "tensor_parallel", "pipeline_parallel", "ddp_bucket_size")
+        _check(not self.overlap_param_gather or self.overlap_grad_reduce,
+               "parallel.overlap_param_gather=True requires parallel.overlap_grad_reduce=True "
+               "(megatron gathers parameters per gradient bucket)")
         _check(not self.sequence_parallel or self.tensor_parallel > 1,
                f"parallel.sequence_parallel=True requires parallel.tensor_parallel > 1 "
                f"(got parallel.tensor_parallel={self.tensor_parallel})")
@@ -284,6 +292,9 @@ class ExperimentConfig:
                f"data.split={self.data.split!r} gives validation no share of the data but "
                f"train.eval_interval={t.eval_interval} asks for a validation loss: give the "
                "valid part a share (e.g. data.split='99,1,0') or set train.eval_interval=null")
+        _check(not p.overlap_param_gather or self.optimizer.use_distributed_optimizer,
+               "parallel.overlap_param_gather=True requires optimizer.use_distributed_optimizer="
+               "True: only the distributed optimizer's sharded update has parameters to gather")
         _check(t.precision != "fp8" or m.transformer_impl != "local",
                "train.precision='fp8' requires Transformer Engine: "
                "model.transformer_impl='local' is not allowed with it (use auto or transformer_engine)")

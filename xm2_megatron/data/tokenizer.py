@@ -362,8 +362,8 @@ def train_tokenizer(
             report_path(prefix).unlink(missing_ok=True)
         else:
             refuse_existing(prefix)  # another run may have finished meanwhile
-        for suffix in (".vocab", ".model"):
+        write_json(report_path(f"{tmp}/{prefix.name}"), report)  # every byte written first:
+        for suffix in (".vocab", ".model", REPORT_SUFFIX):  # then only renames, report last
             atomic.commit_file(f"{tmp}/{prefix.name}{suffix}", f"{prefix}{suffix}")
-        write_json(report_path(prefix), report)
     return report
 

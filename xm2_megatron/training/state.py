@@ -3,6 +3,8 @@ rates and the WSD scheduler, from the config (megatron's parallel state must be 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +28,9 @@ from xm2_megatron.optim.schedule import WSDScheduler
 
 
 def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[DistributedDataParallel]:
-    """megatron DDP around each chunk; grads reduced in fp32 into a contiguous buffer.
+    """megatron DDP around each chunk; grads reduced in fp32 into a contiguous buffer, bucket
+    by bucket during the backward pass with ``parallel.overlap_grad_reduce`` (and the updated
+    parameters gathered by forward pre-hooks with ``parallel.overlap_param_gather``).
 
     bf16 chunks first go into megatron's ``Float16Module``, as in megatron's ``get_model``:
     it casts the parameters the local spec creates in fp32 (its torch norms) to bf16 and
@@ -34,9 +38,12 @@ def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[
     """
     chunks = [Float16Module(chunk.config, chunk) if chunk.config.bf16 else chunk
               for chunk in chunks]
+    parallel = cfg.parallel
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
-        overlap_grad_reduce=False,
+        overlap_grad_reduce=parallel.overlap_grad_reduce,
+        overlap_param_gather=parallel.overlap_param_gather,
+        bucket_size=parallel.ddp_bucket_size,
         use_distributed_optimizer=cfg.optimizer.use_distributed_optimizer,
     )
     wrapped = [
@@ -45,8 +52,31 @@ def wrap_with_ddp(cfg: ExperimentConfig, chunks: list[torch.nn.Module]) -> list[
     ]
     config = wrapped[0].config
     config.finalize_model_grads_func = finalize_model_grads
-    config.no_sync_func = wrapped[0].no_sync if len(wrapped) == 1 else [m.no_sync for m in wrapped]
+    config.no_sync_func = _per_chunk(wrapped, "no_sync")
+    if parallel.overlap_grad_reduce:  # the pipeline schedules start each chunk's reduce
+        config.grad_sync_func = _per_chunk(wrapped, "start_grad_sync")
     return wrapped
+
+
+def _per_chunk(chunks: list, method: str):
+    """``chunk.method`` of the one chunk, or the list of them (megatron's convention)."""
+    methods = [getattr(chunk, method) for chunk in chunks]
+    return methods[0] if len(methods) == 1 else methods
+
+
+@contextlib.contextmanager
+def parameters_gathered(model: list[DistributedDataParallel]) -> Iterator[None]:
+    """With ``parallel.overlap_param_gather`` the distributed optimizer's updated shards reach
+    the other ranks only in the next forward pass; a checkpoint or a validation pass inside
+    this block sees every parameter up to date (megatron's forward pre-hooks are off in it)."""
+    hooked = [chunk for chunk in model if getattr(chunk, "use_forward_hook", False)]
+    for chunk in hooked:
+        chunk.disable_forward_pre_hook(param_sync=True)
+    try:
+        yield
+    finally:
+        for chunk in hooked:
+            chunk.enable_forward_pre_hook()
 
 
 def optimizer_config(cfg: ExperimentConfig) -> OptimizerConfig:

@@ -8,6 +8,7 @@ from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQu
 from xm2_megatron.checkpoint.store import finalize_saves, save_checkpoint
 from xm2_megatron.config import CheckpointConfig, config_to_dict
 from xm2_megatron.training.callback import Callback, StepEnd
+from xm2_megatron.training.state import parameters_gathered
 
 
 class Checkpointer(Callback):
@@ -20,10 +21,11 @@ class Checkpointer(Callback):
         """Checkpoint the current step; ``wait`` blocks until an async save is on disk."""
         if self.last_saved != trainer.step:
             state = trainer.state
-            path = save_checkpoint(self.config.dir, trainer.step, state.model, state.optimizer,
-                                   state.scheduler, trainer.train_state(),
-                                   config_to_dict(trainer.cfg), self.config.keep_last,
-                                   async_queue=self.queue)
+            with parameters_gathered(state.model):
+                path = save_checkpoint(self.config.dir, trainer.step, state.model,
+                                       state.optimizer, state.scheduler, trainer.train_state(),
+                                       config_to_dict(trainer.cfg), self.config.keep_last,
+                                       async_queue=self.queue)
             self.last_saved = trainer.step
             pending = self.queue is not None and not wait
             if trainer.runtime.is_main:
