@@ -10,7 +10,7 @@ import sys
 import psutil
 import pytest
 
-from tests.launch import start_worker
+from tests.launch import start_worker, wait_for
 
 PARENT = """
 import os, sys, time
@@ -50,10 +50,12 @@ def test_a_guarded_child_dies_with_its_killed_parent():
 
 
 RANK = """
-import os, time
+import os, pathlib, sys, time
 from xm2_megatron.runtime import init_runtime
 init_runtime(1, 1, environ=os.environ)
-print(os.getpid(), flush=True)
+path = pathlib.Path(sys.argv[1], f"rank{os.environ['RANK']}.pid")
+pathlib.Path(f"{path}.tmp").write_text(str(os.getpid()))
+os.replace(f"{path}.tmp", path)  # the test never reads a half-written pid
 time.sleep(120)
 """
 
@@ -63,10 +65,13 @@ time.sleep(120)
 def test_ranks_die_with_a_killed_torchrun(tmp_path):
     script = tmp_path / "rank.py"
     script.write_text(RANK)
-    launcher = start_worker(script, nproc=2, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    pids = [tmp_path / f"rank{rank}.pid" for rank in range(2)]
+    launcher = start_worker(script, [str(tmp_path)], nproc=2, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     ranks = []
     try:
-        ranks = [int(launcher.stdout.readline()) for _ in range(2)]
+        wait_for(lambda: all(path.exists() for path in pids), launcher, timeout=120)
+        ranks = [int(path.read_text()) for path in pids]
         os.kill(launcher.pid, signal.SIGKILL)
         launcher.wait()
         gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in ranks], timeout=20)
