@@ -26,6 +26,8 @@ def _train(*overrides, nproc=1, timeout=300):
     ("data.kind=indexed", "data."),
     ("parallel.sequence_parallel=true",
      "parallel.sequence_parallel=True requires parallel.tensor_parallel > 1"),
+    ("parallel.virtual_pipeline=2",
+     "parallel.virtual_pipeline=2 requires parallel.pipeline_parallel > 1"),
 ])
 def test_bad_config_exits_2_with_one_line(override, expected):
     result = _train(override, timeout=120)
@@ -72,7 +74,8 @@ def test_quickstart_learns(single_run):
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("layout, close_steps", [
-    ("parallel.pipeline_parallel=2", 12),
+    # PP2, two virtual stages (of 3 layers) per rank: the interleaved schedule
+    ("parallel.pipeline_parallel=2 parallel.virtual_pipeline=2", 12),
     ("parallel.tensor_parallel=1", 12),  # DP2, with the distributed optimizer
     # TP2 sums each row-parallel matmul in another order: the rounding difference (1e-7)
     # grows with training at this lr (hidden lr 0.032): 1e-6 by step 3, 5e-6 at step 4, at
@@ -81,8 +84,9 @@ def test_quickstart_learns(single_run):
     ("parallel.tensor_parallel=2", 4),
 ])
 def test_parallel_entry_point_matches_single_process(single_run, tmp_path, layout, close_steps):
-    """The same recipe under torchrun (PP2, DP2, TP2) reproduces the single-process losses."""
-    result = _train("train.steps=12", layout, f"logging.output_dir={tmp_path}", nproc=2)
+    """The same recipe under torchrun (PP2 interleaved, DP2, TP2) reproduces the
+    single-process losses."""
+    result = _train("train.steps=12", *layout.split(), f"logging.output_dir={tmp_path}", nproc=2)
     assert result.returncode == 0, result.stderr[-4000:]
     single = [r["loss"] for r in _metrics(single_run[0])]
     parallel = [r["loss"] for r in _metrics(tmp_path)]

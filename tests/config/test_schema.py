@@ -192,6 +192,19 @@ def test_other_value_checks(override, message):
       "optimizer.use_distributed_optimizer=false"], None,
      "parallel.overlap_param_gather=True requires optimizer.use_distributed_optimizer=True"),
     (["parallel.ddp_bucket_size=0"], None, "parallel.ddp_bucket_size=0 must be positive (> 0)"),
+    (["parallel.virtual_pipeline=2"], None,
+     "parallel.virtual_pipeline=2 requires parallel.pipeline_parallel > 1 (got 1)"),
+    (["parallel.virtual_pipeline=1", "parallel.pipeline_parallel=2"], None,
+     "parallel.virtual_pipeline=1 must be null (one model chunk per pipeline rank) or at least 2"),
+    (["parallel.virtual_pipeline=4", "parallel.pipeline_parallel=2"], None,
+     "model.num_layers=12 is not divisible by parallel.pipeline_parallel x "
+     "parallel.virtual_pipeline=8: each virtual stage must hold the same number of layers"),
+    (["parallel.virtual_pipeline=2", "parallel.pipeline_parallel=2", "train.eval_iters=3"], None,
+     "train.eval_iters=3 is not divisible by parallel.pipeline_parallel=2"),
+    (["parallel.virtual_pipeline=2", "parallel.pipeline_parallel=2", "train.global_batch_size=12"],
+     2, "train.global_batch_size=12 gives 3 micro-batches per data-parallel rank "
+        "(train.micro_batch_size=4, data-parallel size 1), not a multiple of "
+        "parallel.pipeline_parallel=2"),
     ([], 0, "world_size=0 must be a positive int"),
 ])
 def test_layout_checks(overrides, world_size, message):

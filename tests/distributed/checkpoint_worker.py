@@ -59,7 +59,8 @@ def run(args):
     overrides = [f"parallel.tensor_parallel={args.tp}", f"parallel.pipeline_parallel={args.pp}",
                  f"optimizer.use_distributed_optimizer={args.distopt}", *SCHEDULE, *args.overrides]
     cfg = load_config(RECIPE, overrides)
-    init_runtime(args.tp, args.pp, seed=cfg.train.seed)
+    init_runtime(args.tp, args.pp, seed=cfg.train.seed,
+                 virtual_pipeline=cfg.parallel.virtual_pipeline)
     cfg.validate(world_size=torch.distributed.get_world_size())
     model, optimizer, scheduler = build_training_state(cfg)
     state = {"step": 0, "stage": "stable", "consumed_samples": {"stable": 0}, "wandb_run_id": "abc"}

@@ -26,13 +26,16 @@ RECIPE = Path(__file__).with_name("parity.yaml")
 
 
 def _sharded_model_state(model):
-    return model[0].module.sharded_state_dict()
+    """Every chunk's sharded tensors (global layer numbers: any layout reads them back)."""
+    if len(model) == 1:
+        return model[0].module.sharded_state_dict()
+    return {f"chunk{i}": chunk.module.sharded_state_dict() for i, chunk in enumerate(model)}
 
 
 def _save_gradients(model, directory: Path):
     """Save each parameter's finalised gradient in place of its value (a dist checkpoint
     is layout independent, so any other layout can read it back); weights are restored."""
-    params = [p for p in model[0].parameters()]
+    params = [p for chunk in model for p in chunk.parameters()]
     weights = [p.data.clone() for p in params]
     for p in params:
         p.data.copy_(p.main_grad)
@@ -46,7 +49,8 @@ def run(args):
     overrides = [f"parallel.tensor_parallel={args.tp}", f"parallel.pipeline_parallel={args.pp}"]
     overrides += args.overrides
     cfg = load_config(RECIPE, overrides)
-    init_runtime(args.tp, args.pp, seed=cfg.train.seed)
+    init_runtime(args.tp, args.pp, seed=cfg.train.seed,
+                 virtual_pipeline=cfg.parallel.virtual_pipeline)
     cfg.validate(world_size=torch.distributed.get_world_size())
     model, optimizer, scheduler = build_training_state(cfg)
     out = Path(args.out)

@@ -1,7 +1,7 @@
 """Checkpoints across processes: a DP2 run with the distributed optimizer (saving through
 megatron's async queue) resumes exactly, and checkpoints saved at one TP/PP/DP layout
-continue at another (TP2 with sequence parallelism among them) with the uninterrupted run's
-losses.
+continue at another (TP2 with sequence parallelism, and PP2 with virtual stages in both
+directions, among them) with the uninterrupted run's losses.
 
 The uninterrupted reference is the DP2 run (itself equal to one process within ~3e-8
 relative, see ``test_parity.py``); resharded runs may differ from it by float reordering
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.distributed
 WORKER = Path(__file__).with_name("checkpoint_worker.py")
 RECIPE = REPO / "tests" / "distributed" / "parity.yaml"
 TOLERANCE = 1e-6
+VIRTUAL2 = "parallel.virtual_pipeline=2"
 
 
 def _run(out: Path, nproc: int, *args: str) -> dict:
@@ -29,12 +30,15 @@ def _run(out: Path, nproc: int, *args: str) -> dict:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """DP2 + distributed optimizer: 6 steps, saved after step 3. TP2: 3 steps, saved."""
+    """DP2 + distributed optimizer: 6 steps, saved after step 3. TP2, and PP2 with two virtual
+    stages per rank: 3 steps, saved."""
     out = tmp_path_factory.mktemp("ckpt_layouts")
     dp2 = _run(out / "dp2.json", 2, "--distopt", "--async-save", "--save", str(out / "dp2"),
                "--save-at", "3")
     _run(out / "tp2.json", 2, "--tp", "2", "--steps", "3", "--save", str(out / "tp2"),
          "--save-at", "3")
+    _run(out / "pp2vp2.json", 2, "--pp", "2", "--set", VIRTUAL2, "--steps", "3",
+         "--save", str(out / "pp2vp2"), "--save-at", "3")
     return {"out": out, "losses": dp2["losses"]}
 
 
@@ -54,7 +58,9 @@ def test_distributed_optimizer_resume_equals_uninterrupted(saved, tmp_path):
 CASES = {
     # name: (saved run, processes, layout of the resumed run)
     "tp2_to_tp1": ("tp2", 1, []),
-    "tp2_to_pp2": ("tp2", 2, ["--pp", "2"]),
+    # into and out of the interleaved schedule's model chunks
+    "tp2_to_pp2_virtual": ("tp2", 2, ["--pp", "2", "--set", VIRTUAL2]),
+    "pp2_virtual_to_tp1": ("pp2vp2", 1, []),
     # with sequence parallelism: the same checkpoint layout as plain TP
     "dp2_distopt_to_tp2_sp": ("dp2", 2, ["--tp", "2", "--distopt",
                                          "--set", "parallel.sequence_parallel=true"]),

@@ -1,5 +1,6 @@
-"""TP2, TP2 with sequence parallelism, PP2 (4 micro-batches), DP2 and TP2xPP2 compute what
-one process computes.
+"""TP2, TP2 with sequence parallelism, PP2 (4 micro-batches), PP2 with two virtual stages per
+rank (the interleaved schedule, one layer per chunk), DP2 and TP2 x PP2 with sequence
+parallelism compute what one process computes.
 
 fp32, µP on, tied embeddings, GQA. All layouts start from the reference's weights (loaded
 through megatron's resharding dist checkpoint); the first step's finalised gradients are
@@ -18,8 +19,9 @@ pytestmark = pytest.mark.distributed
 
 WORKER = Path(__file__).with_name("parity_worker.py")
 # name: (TP, PP, processes, overrides)
-LAYOUTS = {"tp2": (2, 1, 2, []), "tp2sp": (2, 1, 2, ["parallel.sequence_parallel=true"]),
-           "pp2": (1, 2, 2, []), "dp2": (1, 1, 2, []), "tp2pp2": (2, 2, 4, [])}
+SP, VIRTUAL2 = "parallel.sequence_parallel=true", "parallel.virtual_pipeline=2"
+LAYOUTS = {"tp2": (2, 1, 2, []), "tp2sp": (2, 1, 2, [SP]), "pp2": (1, 2, 2, []),
+           "pp2vp2": (1, 2, 2, [VIRTUAL2]), "dp2": (1, 1, 2, []), "tp2pp2sp": (2, 2, 4, [SP])}
 TOLERANCE = 1e-5
 
 

@@ -193,6 +193,9 @@ class ParallelConfig:
     tensor_parallel: int = 1  # tensor-model-parallel size
     pipeline_parallel: int = 1  # pipeline-model-parallel size
     sequence_parallel: bool = False  # shard norms/dropout along the sequence over TP ranks
+    # model chunks per pipeline rank, run by megatron's interleaved 1F1B schedule (each rank
+    # holds num_layers / (pipeline_parallel x virtual_pipeline) layers per chunk); None = one
+    virtual_pipeline: int | None = None
     # megatron DDP: reduce gradients bucket by bucket while the backward pass goes on, and
     # (distributed optimizer) gather the updated parameters during the next forward pass
     overlap_grad_reduce: bool = False
@@ -208,6 +211,12 @@ class ParallelConfig:
         _check(not self.overlap_param_gather or self.overlap_grad_reduce,
                "parallel.overlap_param_gather=True requires parallel.overlap_grad_reduce=True "
                "(megatron gathers parameters per gradient bucket)")
+        _check(self.virtual_pipeline is None or self.virtual_pipeline >= 2,
+               f"parallel.virtual_pipeline={self.virtual_pipeline!r} must be null (one model chunk "
+               "per pipeline rank) or at least 2")
+        _check(self.virtual_pipeline is None or self.pipeline_parallel > 1,
+               f"parallel.virtual_pipeline={self.virtual_pipeline} requires parallel.pipeline_parallel"
+               f" > 1 (got {self.pipeline_parallel}): virtual stages interleave a pipeline")
         _check(not self.sequence_parallel or self.tensor_parallel > 1,
                f"parallel.sequence_parallel=True requires parallel.tensor_parallel > 1 "
                f"(got parallel.tensor_parallel={self.tensor_parallel})")
@@ -281,6 +290,12 @@ class ExperimentConfig:
                    "tensor parallelism splits the FFN evenly over ranks")
         _divisible("model.num_layers", m.num_layers, "parallel.pipeline_parallel", pp,
                    "each pipeline stage must hold the same number of layers")
+        if p.virtual_pipeline is not None:
+            _divisible("model.num_layers", m.num_layers,
+                       "parallel.pipeline_parallel x parallel.virtual_pipeline",
+                       pp * p.virtual_pipeline, "each virtual stage must hold the same number of layers")
+            _divisible("train.eval_iters", t.eval_iters, "parallel.pipeline_parallel", pp,
+                       "the interleaved schedule runs micro-batches in groups of the pipeline size")
         if p.sequence_parallel:
             _divisible("model.seq_length", m.seq_length, "parallel.tensor_parallel", tp,
                        "sequence parallelism splits the sequence evenly over TP ranks")
@@ -313,4 +328,10 @@ class ExperimentConfig:
                    f"{key}={size} is not divisible by train.micro_batch_size x data-parallel size "
                    f"= {t.micro_batch_size} x {dp} = {t.micro_batch_size * dp}: every step must be "
                    "whole micro-batches on every data-parallel rank")
+            microbatches = size // (t.micro_batch_size * dp)
+            _check(p.virtual_pipeline is None or microbatches % pp == 0,
+                   f"{key}={size} gives {microbatches} micro-batches per data-parallel rank "
+                   f"(train.micro_batch_size={t.micro_batch_size}, data-parallel size {dp}), not a "
+                   f"multiple of parallel.pipeline_parallel={pp}: the interleaved schedule "
+                   "(parallel.virtual_pipeline) runs micro-batches in groups of the pipeline size")
         return self

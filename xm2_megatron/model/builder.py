@@ -65,6 +65,14 @@ def resolve_transformer_impl(requested: str) -> str:
     return "transformer_engine" if has_te and torch.cuda.is_available() else "local"
 
 
+def gradient_accumulation_fusion(cfg: ExperimentConfig) -> bool:
+    """Accumulate weight gradients straight into megatron's fp32 ``main_grad`` inside the
+    GEMM: on the TE path on a GPU where Apex's ``fused_weight_gradient_mlp_cuda`` is installed
+    (megatron's own output layer refuses the fusion without it; TE's linears fuse natively)."""
+    return (torch.cuda.is_available() and uses_transformer_engine(cfg)
+            and importlib.util.find_spec("fused_weight_gradient_mlp_cuda") is not None)
+
+
 def fp8_settings(recipe: str) -> dict:
     """``TransformerConfig`` fp8 fields: E4M3 forward / E5M2 backward ("hybrid") with TE's
     delayed scaling (amax history of 1024 steps, as Megatron-LM's GPT examples) or current
@@ -108,6 +116,7 @@ def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
         softmax_scale=mup.softmax_scale,
         tensor_model_parallel_size=parallel.tensor_parallel,
         pipeline_model_parallel_size=parallel.pipeline_parallel,
+        virtual_pipeline_model_parallel_size=parallel.virtual_pipeline,
         sequence_parallel=parallel.sequence_parallel,
         params_dtype=dtype,
         pipeline_dtype=dtype,
@@ -118,9 +127,14 @@ def build_transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
         bias_dropout_fusion=on_gpu,
         apply_rope_fusion=False,
         persist_layer_norm=on_gpu,
-        gradient_accumulation_fusion=False,
+        gradient_accumulation_fusion=gradient_accumulation_fusion(cfg),
         calculate_per_token_loss=True,
         batch_p2p_sync=on_gpu,
+        # the interleaved schedule sends forward and backward tensors in separate calls
+        # (Megatron-LM's default for it): batched together at PP 2, where the previous and
+        # the next rank are one peer, an activation and a gradient silently trade places
+        overlap_p2p_comm=parallel.virtual_pipeline is not None,
+        batch_p2p_comm=parallel.virtual_pipeline is None,
         recompute_granularity="full" if cfg.train.recompute else None,
         recompute_method="uniform" if cfg.train.recompute else None,
         recompute_num_layers=1 if cfg.train.recompute else None,
@@ -186,44 +200,56 @@ def build_layer_spec(cfg: ExperimentConfig):
     return mup_layer_spec(spec, mup_multipliers(cfg.model, cfg.mup).residual)
 
 
-def build_block_spec(cfg: ExperimentConfig, config: TransformerConfig):
-    """This pipeline stage's decoder: the layer spec for each of its layers and, on the local
-    path, a ``LocalRMSNorm`` final norm (megatron picks TE's on the TE path)."""
+def build_block_spec(cfg: ExperimentConfig, config: TransformerConfig, vp_stage: int | None = None):
+    """This (virtual) pipeline stage's decoder: the layer spec for each of its layers and, on
+    the local path, a ``LocalRMSNorm`` final norm (megatron picks TE's on the TE path)."""
     layer = build_layer_spec(cfg)
     if uses_transformer_engine(cfg):
         return layer
-    return TransformerBlockSubmodules(layer_specs=[layer] * get_num_layers_to_build(config),
-                                      layer_norm=LocalRMSNorm)
+    layers = get_num_layers_to_build(config, vp_stage=vp_stage)
+    return TransformerBlockSubmodules(layer_specs=[layer] * layers, layer_norm=LocalRMSNorm)
 
 
-def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
-    """This rank's model chunks (one per pipeline stage it owns), µP hooks installed.
-
-    The initial weights depend on the seed only, not on the TP/PP layout: the embedding is
-    drawn first from the seeded generator, each layer from its own seed (see
-    ``SeededTransformerLayer``; on GPU the TP shards still differ by TP size), and the tied
-    output weight is the embedding. Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
-    """
-    transformer_config = build_transformer_config(cfg)
+def build_chunk(cfg: ExperimentConfig, config: TransformerConfig,
+                vp_stage: int | None = None) -> GPTModel:
+    """The ``GPTModel`` of one (virtual) pipeline stage of this rank."""
     tp = parallel_state.get_tensor_model_parallel_world_size()
-    torch.manual_seed(cfg.train.seed)  # the embedding (first stage) draws from here
-    model = GPTModel(
-        config=transformer_config,
-        transformer_layer_spec=build_block_spec(cfg, transformer_config),
+    stage = {"ignore_virtual": vp_stage is None, "vp_stage": vp_stage}
+    return GPTModel(
+        config=config,
+        transformer_layer_spec=build_block_spec(cfg, config, vp_stage),
         vocab_size=padded_vocab_size(
             cfg.model.vocab_size, cfg.model.make_vocab_size_divisible_by, tp
         ),
         max_sequence_length=cfg.model.seq_length,
-        pre_process=parallel_state.is_pipeline_first_stage(),
-        post_process=parallel_state.is_pipeline_last_stage(),
+        pre_process=parallel_state.is_pipeline_first_stage(**stage),
+        post_process=parallel_state.is_pipeline_last_stage(**stage),
         parallel_output=True,
         share_embeddings_and_output_weights=cfg.model.tie_embeddings,
         position_embedding_type="rope",
         rotary_base=int(cfg.model.rotary_base),
+        vp_stage=vp_stage,
     )
+
+
+def build_model(cfg: ExperimentConfig) -> list[GPTModel]:
+    """This rank's model chunks (one per pipeline stage it owns: ``parallel.virtual_pipeline``
+    of them under the interleaved schedule), µP hooks installed.
+
+    The initial weights depend on the seed only, not on the TP/PP/virtual layout: the
+    embedding is drawn first from the seeded generator, each layer from its own seed (see
+    ``SeededTransformerLayer``; on GPU the TP shards still differ by TP size), and the tied
+    output weight is the embedding. Needs megatron's parallel state (``xm2_megatron.runtime.init_runtime``).
+    """
+    transformer_config = build_transformer_config(cfg)
+    virtual = cfg.parallel.virtual_pipeline
+    torch.manual_seed(cfg.train.seed)  # the embedding (first stage) draws from here
+    chunks = [build_chunk(cfg, transformer_config, stage)
+              for stage in (range(virtual) if virtual else [None])]
     torch.manual_seed(cfg.train.seed)  # the run's streams, as before the per-layer reseeding
     model_parallel_cuda_manual_seed(cfg.train.seed)
-    if torch.cuda.is_available():
-        model.cuda(torch.cuda.current_device())
-    apply_mup(model, mup_multipliers(cfg.model, cfg.mup))
-    return [model]
+    for chunk in chunks:
+        if torch.cuda.is_available():
+            chunk.cuda(torch.cuda.current_device())
+        apply_mup(chunk, mup_multipliers(cfg.model, cfg.mup))
+    return chunks

@@ -101,6 +101,7 @@ def init_runtime(
     tensor_parallel: int = 1,
     pipeline_parallel: int = 1,
     seed: int = 1234,
+    virtual_pipeline: int | None = None,
     timeout_minutes: int = 30,
     environ: Mapping[str, str] = os.environ,
 ) -> Runtime:
@@ -129,6 +130,7 @@ def init_runtime(
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=tensor_parallel,
         pipeline_model_parallel_size=pipeline_parallel,
+        virtual_pipeline_model_parallel_size=virtual_pipeline,
         distributed_timeout_minutes=timeout_minutes,
     )
     torch.manual_seed(seed)

@@ -19,8 +19,9 @@ def run_training(cfg: ExperimentConfig, callbacks: Sequence[Callback] = ()) -> i
     """Check the data, start the runtime, build the state, fit with the recipe's callbacks and
     ``callbacks``, shut the runtime down; returns the exit code (0, 3 diverged, 75 stopped)."""
     check_data(cfg)
-    runtime = init_runtime(cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel,
-                           cfg.train.seed)
+    parallel = cfg.parallel
+    runtime = init_runtime(parallel.tensor_parallel, parallel.pipeline_parallel, cfg.train.seed,
+                           virtual_pipeline=parallel.virtual_pipeline)
     try:
         own = default_callbacks(cfg)  # installs the stop-signal handlers before the build
         trainer = Trainer(cfg, runtime, build_training_state(cfg), own)

@@ -71,9 +71,11 @@ def forward_backward(model, microbatches: list[dict], forward_only: bool = False
     for chunk in model:
         chunk.zero_grad_buffer()
     tokens = microbatches[0]["tokens"]
+    # the interleaved schedule takes one iterator per chunk: each chunk sees every micro-batch
+    data = [iter(microbatches) for _ in model] if len(model) > 1 else iter(microbatches)
     reports = get_forward_backward_func()(
         forward_step_func=forward_step,
-        data_iterator=iter(microbatches),
+        data_iterator=data,
         model=model,
         num_microbatches=len(microbatches),
         seq_length=tokens.shape[1],

@@ -26,7 +26,9 @@ class Monitoring(Callback):
             p = cfg.parallel
             print(f"xm2-megatron: {cfg.name} | {count_parameters(cfg.model).total / 1e6:.2f}M params"
                   f" | world {runtime.env.world_size} (TP {p.tensor_parallel}, PP "
-                  f"{p.pipeline_parallel}, DP {p.data_parallel(runtime.env.world_size)}) | "
+                  f"{p.pipeline_parallel}"
+                  + (f" x {p.virtual_pipeline} virtual" if p.virtual_pipeline else "")
+                  + f", DP {p.data_parallel(runtime.env.world_size)}) | "
                   f"{runtime.device} {runtime.backend}"
                   + (f" | resumed at step {trainer.step} from {trainer.loaded_from}"
                      if trainer.loaded_from else ""), flush=True)
