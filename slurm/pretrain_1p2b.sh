@@ -32,7 +32,6 @@
 
 set -uo pipefail
 
-EXIT_STOPPED=75   # the trainer saved on a signal or its time limit: resume
 log() { echo "[pretrain_1p2b $(date '+%F %T')] $*"; }
 die() { echo "pretrain_1p2b: error: $*" >&2; exit 2; }
 
@@ -123,28 +122,4 @@ trap 'log "batch shell got TERM"' TERM
 wait_exit "$step"; rc=$exit_code
 trap - USR1 TERM
 
-# What next: one line per attempt in attempts.log ("attempt N exit RC done|requeue|retry|stop").
-finish() {  # finish ACTION MESSAGE: record, then requeue or end the job with the trainer's code
-    log "$2"
-    echo "$(date '+%F %T') attempt $restart exit $rc $1" >> "$attempts"
-    if [[ $1 == requeue || $1 == retry ]]; then
-        scontrol requeue "$SLURM_JOB_ID" && exit 0   # Slurm ends this attempt here
-        log "scontrol requeue failed (job cancelled or not requeueable): not requeued"
-    fi
-    exit "$rc"
-}
-max_requeues=${XM2_MAX_REQUEUES:-100}
-max_failures=${XM2_MAX_FAILURES:-2}
-failures=$(grep -c ' retry$' "$attempts")
-case $rc in
-    0) finish done "training finished" ;;
-    2|3) finish stop "exit $rc (2: bad configuration or data, 3: diverged): not requeued" ;;
-    "$EXIT_STOPPED")
-        (( restart < max_requeues )) \
-            || finish stop "saved and stopped; XM2_MAX_REQUEUES=$max_requeues reached"
-        finish requeue "saved and stopped (exit $rc): requeueing to resume from the checkpoint" ;;
-    *)
-        (( failures < max_failures )) \
-            || finish stop "failed (exit $rc); XM2_MAX_FAILURES=$max_failures reached: not requeued"
-        finish retry "failed (exit $rc): requeueing, retry $((failures + 1)) of $max_failures" ;;
-esac
+next_attempt "$rc" "$attempts" "the checkpoint"

@@ -8,61 +8,23 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.wandb_offline import WANDB_ENV, offline_runs
+from tests.slurm.jobs import output, submit_script, wait_job
+from tests.wandb_offline import offline_runs
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = "slurm/pretrain_1p2b.sh"
 STEPS = 10
 # checkpoint every 4 steps; validation at step 10; W&B offline (the recipe disables it)
 OVERRIDES = [f"train.steps={STEPS}", "checkpoint.interval=4", "logging.wandb_mode=offline"]
 SBATCH = ["--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0"]
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                "BOOT_FAIL", "DEADLINE"}
 
 
 def submit(slurm, out: Path, name: str, args=(), sbatch=(), **env) -> str:
-    """sbatch the script from the repository (the submit dir) into ``out``; the job id."""
-    out.mkdir(parents=True, exist_ok=True)
-    environ = {k: v for k, v in slurm.env.items() if k not in WANDB_ENV}
-    environ.update(XM2_PYTHON=sys.executable, XM2_RUN_DIR=str(out / "run"),
-                   NETRC=str(out / "no-netrc"), PYTHONWARNINGS="ignore")
-    for folder in ("CONFIG", "CACHE", "DATA"):
-        environ[f"WANDB_{folder}_DIR"] = str(out / f"wandb-{folder.lower()}")
-    environ.update(env)
-    result = subprocess.run(
-        ["sbatch", "--parsable", f"--job-name={name}", f"--output={out}/%x-%j.out", *SBATCH,
-         *sbatch, SCRIPT, *args], cwd=REPO, env=environ, capture_output=True, text=True,
-        check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().split(";")[0]
-
-
-def job_info(slurm, job_id: str) -> dict[str, str]:
-    result = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=slurm.env,
-                            capture_output=True, text=True, check=True)
-    return dict(re.findall(r"(\w+)=(\S*)", result.stdout))
-
-
-def wait_job(slurm, job_id: str, until=None, timeout: float = 240) -> tuple[dict, list[str]]:
-    """Poll until the job ends (or ``until()`` holds); its last info and the states seen."""
-    states, deadline = [], time.monotonic() + timeout
-    while True:
-        info = job_info(slurm, job_id)
-        if not states or states[-1] != info["JobState"]:
-            states.append(info["JobState"])
-        if info["JobState"] in FINAL_STATES or (until is not None and until()):
-            return info, states
-        assert time.monotonic() < deadline, f"job {job_id} still {states} after {timeout} s"
-        time.sleep(0.3)
-
-
-def output(out: Path, job_id: str) -> str:
-    return "\n".join(p.read_text() for p in out.glob(f"*-{job_id}.out"))
+    """sbatch the pretraining script on 2 tasks into ``out``; the job id."""
+    return submit_script(slurm, SCRIPT, out, name, args, [*SBATCH, *sbatch], **env)
 
 
 def losses(out: Path) -> tuple[list[int], list[float]]:

@@ -30,7 +30,8 @@ import pytest
 import xm2_megatron.model.builder
 import xm2_megatron.training.state
 from xm2_megatron.config import load_config
-from xm2_megatron.windtunnel.coord_check import coordinate_check, depth_check, rms_growth, width_config
+from xm2_megatron.windtunnel.coord_check import coordinate_check, depth_check, rms_growth
+from xm2_megatron.windtunnel.family import width_config
 from xm2_megatron.model.mup import mup_multipliers
 
 pytestmark = pytest.mark.usefixtures("megatron_runtime")

@@ -24,29 +24,11 @@ from xm2_megatron.config import ExperimentConfig
 from xm2_megatron.data.synthetic import rank_microbatches, synthetic_batch
 from xm2_megatron.training.state import build_training_state
 from xm2_megatron.training.step import train_step
+from xm2_megatron.windtunnel.family import depth_config, width_config
 
 Results = dict[int, dict[str, float]]
 
 _MEASURE_INDEX = 10_000_000  # sample index of the measurement batch, far from training samples
-
-
-def width_config(base: ExperimentConfig, width: int, head_dim: int = 16) -> ExperimentConfig:
-    """``base`` at hidden size ``width``: FFN 2.5 x width, ``head_dim`` wide heads, 2 heads
-    per KV group (GQA; one per head for an odd head count)."""
-    heads = width // head_dim
-    model = dataclasses.replace(
-        base.model,
-        hidden_size=width,
-        ffn_hidden_size=int(2.5 * width),
-        num_attention_heads=heads,
-        num_query_groups=heads // 2 if heads % 2 == 0 else heads,
-    )
-    return dataclasses.replace(base, model=model)
-
-
-def depth_config(base: ExperimentConfig, num_layers: int) -> ExperimentConfig:
-    """``base`` with ``num_layers`` transformer layers."""
-    return dataclasses.replace(base, model=dataclasses.replace(base.model, num_layers=num_layers))
 
 
 def _constant_lr(cfg: ExperimentConfig, steps: int) -> ExperimentConfig:
