@@ -51,3 +51,18 @@ next_attempt() {
             finish retry "failed (exit $rc): requeueing, retry $((failures + 1)) of $max_failures" ;;
     esac
 }
+
+# run_attempt ATTEMPTS_LOG WHAT COMMAND...: run COMMAND (the job's srun) in the background,
+# the batch shell outliving USR1 and TERM (a cancel, preemption or the time limit reaches the
+# step's processes directly), then requeue or end the job by its exit code (next_attempt).
+run_attempt() {
+    local attempts=$1 what=$2 step
+    shift 2
+    "$@" &
+    step=$!
+    trap 'log "batch shell got USR1 (ignored: the warning signal is URG)"' USR1
+    trap 'log "batch shell got TERM"' TERM
+    wait_exit "$step"
+    trap - USR1 TERM
+    next_attempt "$exit_code" "$attempts" "$what"
+}

@@ -112,14 +112,7 @@ echo "$(date '+%F %T') attempt $restart start nodes=$SLURM_JOB_NODELIST ranks=$S
     >> "$attempts"
 
 # Every rank runs under slurm/run_rank.sh, which turns the warning signal (SIGURG, see the
-# header) into one SIGUSR1 for the trainer process. The batch shell ignores SIGURG; it also
-# outlives USR1 and TERM (a cancel, preemption or the time limit reaches the ranks directly).
-srun "${srun_args[@]}" "${extra_srun_args[@]}" bash "$repo/slurm/run_rank.sh" \
-    "$python" -m xm2_megatron.train "$recipe" "${overrides[@]}" &
-step=$!
-trap 'log "batch shell got USR1 (ignored: the warning signal is URG)"' USR1
-trap 'log "batch shell got TERM"' TERM
-wait_exit "$step"; rc=$exit_code
-trap - USR1 TERM
-
-next_attempt "$rc" "$attempts" "the checkpoint"
+# header) into one SIGUSR1 for the trainer process; the batch shell ignores SIGURG.
+run_attempt "$attempts" "the checkpoint" \
+    srun "${srun_args[@]}" "${extra_srun_args[@]}" bash "$repo/slurm/run_rank.sh" \
+    "$python" -m xm2_megatron.train "$recipe" "${overrides[@]}"

@@ -58,13 +58,7 @@ log "task $task (job $SLURM_JOB_ID) attempt ${SLURM_RESTART_COUNT:-0} on $(hostn
     "study $study in $storage, ${XM2_TRIALS:-300} trials of $recipe"
 echo "$(date '+%F %T') attempt ${SLURM_RESTART_COUNT:-0} start node=$(hostname)" >> "$attempts"
 
-srun --ntasks=1 bash "$repo/slurm/run_rank.sh" "$python" -m xm2_megatron.tools.windtunnel \
+run_attempt "$attempts" "the study" \
+    srun --ntasks=1 bash "$repo/slurm/run_rank.sh" "$python" -m xm2_megatron.tools.windtunnel \
     search "$recipe" "$@" --study "$study" --trials "${XM2_TRIALS:-300}" --dir "$study_dir" \
-    --storage "$storage" "${search_args[@]}" &
-step=$!
-trap 'log "batch shell got USR1 (ignored: the warning signal is URG)"' USR1
-trap 'log "batch shell got TERM"' TERM
-wait_exit "$step"; rc=$exit_code
-trap - USR1 TERM
-
-next_attempt "$rc" "$attempts" "the study"
+    --storage "$storage" "${search_args[@]}"

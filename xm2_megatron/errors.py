@@ -20,3 +20,13 @@ class CheckpointError(UserError):
 class DiskFullError(UserError):
     """No space left on the device (or the quota) that an output was being written to; its
     partial files are removed and what was there before is kept."""
+
+
+def describe(error: BaseException) -> str:
+    """An exception in one line of at most 300 characters: for torch's multi-rank tracebacks
+    their last line (e.g. ``FileNotFoundError: ... __0_1.distcp``), else the type and message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if "Traceback" in str(error) and ":" in last:
+        return last[:300]
+    return f"{type(error).__name__}: {' '.join(lines)}"[:300]

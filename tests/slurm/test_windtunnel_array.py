@@ -3,6 +3,7 @@ trials of one study (journal storage) on the tiny proxy; once each has completed
 of them gets the warning signal in the middle of its next trial, stops it (marked failed), requeues and goes on. Together they finish
 the requested number of trials, each run once."""
 
+import json
 import subprocess
 import time
 
@@ -12,9 +13,9 @@ from optuna.trial import TrialState
 from tests.slurm.jobs import job_info, submit_script, wait_job
 from xm2_megatron.windtunnel.storage import open_storage
 
-TRIALS = 6
+TRIALS = 4
 SBATCH = ["--array=0-1", "--ntasks=1", "--cpus-per-task=1", "--gpus-per-node=0"]
-ARGS = ["arr", "tests/windtunnel/proxy.yaml", "train.steps=60", "train.eval_interval=20"]
+ARGS = ["arr", "tests/windtunnel/proxy.yaml", "train.steps=120", "train.eval_interval=40"]
 
 
 def _trials(journal):
@@ -28,13 +29,18 @@ def test_two_array_tasks_share_a_study_and_survive_preemption(slurm, tmp_path):
     array = submit_script(slurm, "slurm/windtunnel.sh", tmp_path, "xm2-wt", ARGS, SBATCH,
                           XM2_TRIALS=str(TRIALS), XM2_STUDY_DIR=str(study_dir),
                           XM2_SEARCH_ARGS="--seed 0 --startup-trials 2 --no-prune")
+    def steps_done(trial) -> int:
+        metrics = study_dir / "trials" / f"trial_{trial.number:04d}" / "metrics.jsonl"
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        return json.loads(lines[-1]).get("step", 0) if lines else 0
+
     def running_after_both_finished_one():
-        """A trial under way (its metrics begun) once each task has completed a trial."""
+        """A trial in its first half of steps once each task has completed a trial (a signal
+        then reaches it long before its last step)."""
         trials = _trials(journal)
         done = {t.user_attrs["worker"]["slurm_task"] for t in trials
                 if t.state == TrialState.COMPLETE}
-        started = [t for t in trials if t.state == TrialState.RUNNING and (
-            study_dir / "trials" / f"trial_{t.number:04d}" / "metrics.jsonl").exists()]
+        started = [t for t in trials if t.state == TrialState.RUNNING and 0 < steps_done(t) <= 60]
         return started[0] if len(done) == 2 and started else None
 
     deadline = time.monotonic() + 300

@@ -54,6 +54,15 @@ def test_four_trials_finish_and_some_are_pruned(study_run):
     assert (directory / "plots" / "history.png").stat().st_size > 0
 
 
+def test_the_first_trial_is_the_recipes_own_values(study_run):
+    directory, _ = study_run
+    first, recipe = _study(directory, "tiny").get_trials()[0], load_config(PROXY)
+    assert first.user_attrs["recipe_values"] is True
+    assert first.params == {"scale_emb": recipe.mup.scale_emb, "lr": recipe.optimizer.lr,
+                            "dim_model_base": recipe.mup.dim_model_base,
+                            "scale_depth": recipe.mup.scale_depth}
+
+
 def test_every_trial_records_its_config_metrics_and_seed(study_run):
     directory, _ = study_run
     for trial in _study(directory, "tiny").get_trials():

@@ -14,7 +14,7 @@ import torch
 
 from xm2_megatron import atomic
 from xm2_megatron.checkpoint.format import find_checkpoint
-from xm2_megatron.errors import CheckpointError, DiskFullError
+from xm2_megatron.errors import CheckpointError, DiskFullError, describe
 from xm2_megatron.runtime import broadcast_from_rank0
 
 _TEMPORARY_STEP = re.compile(r"^\.iter_(\d+)\..*\.tmp$")
@@ -36,11 +36,6 @@ def remove_leftovers(directory: Path) -> list[int]:
     return sorted(steps)
 
 
-def _describe(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:300]
-
-
 @contextlib.contextmanager
 def failure_agreed(directory: Path) -> Iterator[None]:
     """Run a part of a save on every rank (a collective call at its end): if it failed on any
@@ -55,7 +50,7 @@ def failure_agreed(directory: Path) -> Iterator[None]:
         if getattr(e, "agreed", False):  # an inner block already failed on every rank
             raise
         error = e
-    mine = None if error is None else (atomic.disk_full(error, directory), _describe(error))
+    mine = None if error is None else (atomic.disk_full(error, directory), describe(error))
     reports = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(reports, mine)
     failures = [(rank, report) for rank, report in enumerate(reports) if report is not None]

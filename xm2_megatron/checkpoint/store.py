@@ -37,7 +37,7 @@ from xm2_megatron.checkpoint.format import (
 )
 from xm2_megatron.checkpoint.rng import load_rng, save_rng
 from xm2_megatron.checkpoint.save_failure import failure_agreed, remove_leftovers
-from xm2_megatron.errors import CheckpointError
+from xm2_megatron.errors import CheckpointError, describe
 from xm2_megatron.runtime import broadcast_from_rank0
 from xm2_megatron.runtime.children import children_die_with_this_process
 
@@ -158,16 +158,6 @@ class DamagedCheckpointError(CheckpointError):
     """A step folder whose files cannot be read or do not fit this model."""
 
 
-def _describe(error: BaseException) -> str:
-    """The failing call's own message: for torch's multi-rank tracebacks, their last line
-    (e.g. ``FileNotFoundError: ... __0_1.distcp``), not the traceback's first characters."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    if "Traceback" in str(error) and ":" in last:
-        return last[:300]
-    return f"{type(error).__name__}: {' '.join(lines)}"[:300]
-
-
 def _content_metadata(step_dir: Path) -> dict:
     common = TorchCommonLoadStrategy().load_common(step_dir)
     return dist_checkpointing.load_content_metadata(preloaded_state_dict=common) or {}
@@ -225,7 +215,7 @@ def _load_step(step_dir: Path, model: list, optimizer, scheduler, restore_rng: b
     try:
         saved = _content_metadata(step_dir)
     except Exception as e:
-        raise DamagedCheckpointError(f"{step_dir}: cannot read it ({_describe(e)})") from None
+        raise DamagedCheckpointError(f"{step_dir}: cannot read it ({describe(e)})") from None
     with_optimizer = optimizer is not None and saved.get("has_optimizer", True)
     if with_optimizer:
         _check_optimizer_kind(step_dir, saved, optimizer)
@@ -239,7 +229,7 @@ def _load_step(step_dir: Path, model: list, optimizer, scheduler, restore_rng: b
         except (Exception, CheckpointException) as e:  # torch's is a BaseException
             raise DamagedCheckpointError(
                 f"{step_dir}: cannot load it: the checkpoint is incomplete or damaged, or of "
-                f"another model ({_describe(e)})") from None
+                f"another model ({describe(e)})") from None
         if with_optimizer:
             fixes.load_optimizer_state(optimizer, state["optimizer"])
         elif optimizer is not None:
@@ -251,7 +241,7 @@ def _load_step(step_dir: Path, model: list, optimizer, scheduler, restore_rng: b
             restored = load_rng(step_dir / RNG_FILE)
         except Exception as e:  # weights_only refuses anything but tensors and plain values
             raise DamagedCheckpointError(f"{step_dir / RNG_FILE}: not an RNG-state file of "
-                                         f"tensors and numbers, refused ({_describe(e)})") from None
+                                         f"tensors and numbers, refused ({describe(e)})") from None
         if not restored and torch.distributed.get_rank() == 0:
             logger.warning("%s was saved at another parallel layout: RNG states not restored",
                            step_dir)

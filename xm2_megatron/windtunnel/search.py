@@ -26,7 +26,7 @@ from xm2_megatron.errors import UserError
 from xm2_megatron.training.callback import Callback
 from xm2_megatron.training.callbacks.stop import StopSignal
 from xm2_megatron.training.trainer import EXIT_DIVERGED, EXIT_OK, EXIT_STOPPED
-from xm2_megatron.windtunnel.space import SearchSpace, recipe_overrides
+from xm2_megatron.windtunnel.space import SearchSpace, recipe_overrides, recipe_values
 from xm2_megatron.windtunnel.storage import Heartbeat, fail_dead_trials, open_storage, worker_identity
 from xm2_megatron.windtunnel.trial import TrialRun, run_trial
 
@@ -90,6 +90,17 @@ def _counted(study: optuna.Study, below: int | None = None) -> int:
                if below is None or t.number < below)
 
 
+def _enqueue_recipe_values(settings: SearchSettings, study: optuna.Study, base) -> None:
+    """A new study's first trial is the recipe's own values, so the study shows whether the
+    search beats them (enqueued by one worker only: outside an array, or its task 0)."""
+    task = worker_identity()["slurm_task"]
+    values = recipe_values(settings.space, base)
+    other_array_task = bool(task) and "_" in task and not task.endswith("_0")
+    if study.get_trials(deepcopy=False) or values is None or other_array_task:
+        return
+    study.enqueue_trial(values, user_attrs={"recipe_values": True})
+
+
 def _trial_config(settings: SearchSettings, trial: optuna.Trial, base):
     params = settings.space.suggest(trial)
     overrides = [*settings.overrides, *recipe_overrides(params, base),
@@ -125,10 +136,12 @@ def run_search(settings: SearchSettings) -> int:
                           "scored by its held-out loss: set it (e.g. train.eval_interval=50)")
     check_data(base)  # a data error is the same for every trial: one line, before any trial
     study, storage = open_study(settings)
-    stop = StopSignal()
+    _enqueue_recipe_values(settings, study, base)
+    stop = StopSignal()  # between trials; during one, the trial's own handler takes them
+    delivered = StopSignal.delivered
     failures = 0
     try:
-        while not stop.received:
+        while StopSignal.delivered == delivered:
             for number in fail_dead_trials(study, storage, settings.grace_s):
                 print(f"trial {number}: marked failed (its worker died)", flush=True)
             if _counted(study) >= settings.trials:
@@ -148,7 +161,8 @@ def run_search(settings: SearchSettings) -> int:
                                   "error above): stopping the search")
     finally:
         stop.restore()
-    return EXIT_STOPPED if stop.received else 0
+    # a signal that came as a trial was finishing ends the search after it
+    return EXIT_STOPPED if StopSignal.delivered != delivered else 0
 
 
 def _run_one(settings: SearchSettings, study: optuna.Study, trial: optuna.Trial, base) -> int:

@@ -40,6 +40,17 @@ class SearchSpace:
         return params
 
 
+def recipe_values(space: SearchSpace, cfg: ExperimentConfig) -> dict[str, float] | None:
+    """``cfg``'s own values of the searched parameters, or None if one lies outside the space."""
+    values = {"scale_emb": cfg.mup.scale_emb, "dim_model_base": cfg.mup.dim_model_base,
+              "scale_depth": cfg.mup.scale_depth, "lr": cfg.optimizer.lr}
+    if space.init_std is not None:
+        values["init_std"] = cfg.mup.init_std
+    inside = all(getattr(space, name)[0] <= value <= getattr(space, name)[1]
+                 for name, value in values.items() if name != "dim_model_base")
+    return values if inside and values["dim_model_base"] in space.dim_model_base else None
+
+
 def recipe_overrides(params: dict[str, float], base: ExperimentConfig) -> list[str]:
     """Dotted overrides that put ``params`` into ``base``; ``optimizer.min_lr`` keeps its ratio
     to the peak lr."""

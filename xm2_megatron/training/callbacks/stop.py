@@ -22,12 +22,15 @@ class StopSignal:
     """Turns the stop signals into a flag that every rank agrees on. Create it first thing:
     before its handler is installed a stop signal kills the process."""
 
+    delivered = 0  # stop signals any StopSignal of this process has caught
+
     def __init__(self, signals=STOP_SIGNALS):
         self.received = False
         self._previous = {sig: signal.signal(sig, self._handle) for sig in signals}
 
     def _handle(self, signum, frame):
         self.received = True
+        StopSignal.delivered += 1
         if signum == signal.SIGINT:  # the next Ctrl-C interrupts (KeyboardInterrupt) at once
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
