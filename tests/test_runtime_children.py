@@ -70,7 +70,7 @@ def test_ranks_die_with_a_killed_torchrun(tmp_path):
                             stderr=subprocess.PIPE)
     ranks = []
     try:
-        wait_for(lambda: all(path.exists() for path in pids), launcher, timeout=120)
+        wait_for(lambda: all(path.exists() for path in pids), launcher, timeout=300)
         ranks = [int(path.read_text()) for path in pids]
         os.kill(launcher.pid, signal.SIGKILL)
         launcher.wait()
