@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from xm2_megatron import atomic
 from xm2_megatron.config import load_config, resolve_recipe
 from xm2_megatron.errors import UserError
-from xm2_megatron.windtunnel.space import RECIPE_KEYS, recipe_overrides
+from xm2_megatron.windtunnel.space import RECIPE_KEYS, recipe_settings
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -48,10 +48,9 @@ def export_recipe(study: optuna.Study, target: str, out: str | Path,
     trial = best_trial(study)
     base = load_config(target)
     sections: dict[str, dict] = {}
-    for override in recipe_overrides(dict(trial.params), base):
-        key, value = override.split("=", 1)
+    for key, value in recipe_settings(dict(trial.params), base).items():
         section, name = key.split(".")
-        sections.setdefault(section, {})[name] = yaml.safe_load(value)
+        sections.setdefault(section, {})[name] = value
     header = (f"# {target} with the µP hyperparameters of trial {trial.number} of study "
               f"{study.study_name!r} (held-out loss {trial.value:.4f} on its proxy), written by "
               "xm2-windtunnel export.\n# Transferred: "

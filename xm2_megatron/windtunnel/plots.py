@@ -15,6 +15,8 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
+from xm2_megatron.windtunnel.sweep import mean_losses  # noqa: E402
+
 PLOTS = {
     "history": optuna_plots.plot_optimization_history,
     "importance": optuna_plots.plot_param_importances,
@@ -50,8 +52,6 @@ TITLES = {"mup": "µP", "sp": "standard parametrization"}
 def sweep_figure(results: list[dict], path: str | Path) -> Path:
     """The µTransfer figure: final held-out loss against log2 lr, a curve per size, one panel
     per parametrization, each curve's minimum marked."""
-    from xm2_megatron.windtunnel.sweep import mean_losses
-
     means = mean_losses(results)
     vary = results[0]["vary"] if results else "width"
     finite = [v for sizes in means.values() for lrs in sizes.values() for v in lrs.values()

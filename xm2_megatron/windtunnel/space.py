@@ -51,11 +51,15 @@ def recipe_values(space: SearchSpace, cfg: ExperimentConfig) -> dict[str, float]
     return values if inside and values["dim_model_base"] in space.dim_model_base else None
 
 
-def recipe_overrides(params: dict[str, float], base: ExperimentConfig) -> list[str]:
-    """Dotted overrides that put ``params`` into ``base``; ``optimizer.min_lr`` keeps its ratio
-    to the peak lr."""
-    overrides = [f"{RECIPE_KEYS[name]}={value!r}" for name, value in params.items()]
+def recipe_settings(params: dict[str, float], base: ExperimentConfig) -> dict[str, float]:
+    """The dotted recipe keys and values that put ``params`` into ``base``;
+    ``optimizer.min_lr`` keeps its ratio to the peak lr."""
+    settings = {RECIPE_KEYS[name]: value for name, value in params.items()}
     if "lr" in params and base.optimizer.lr > 0:
-        min_lr = base.optimizer.min_lr * params["lr"] / base.optimizer.lr
-        overrides.append(f"optimizer.min_lr={min_lr!r}")
-    return overrides
+        settings["optimizer.min_lr"] = base.optimizer.min_lr * params["lr"] / base.optimizer.lr
+    return settings
+
+
+def recipe_overrides(params: dict[str, float], base: ExperimentConfig) -> list[str]:
+    """:func:`recipe_settings` as command-line overrides (``key=value``)."""
+    return [f"{key}={value!r}" for key, value in recipe_settings(params, base).items()]

@@ -20,6 +20,7 @@ from xm2_megatron.config import ExperimentConfig, load_config
 from xm2_megatron.data.mixture import check_data
 from xm2_megatron.training.trainer import EXIT_STOPPED
 from xm2_megatron.windtunnel.family import depth_config, width_config
+from xm2_megatron.windtunnel.space import recipe_settings
 from xm2_megatron.windtunnel.trial import run_trial
 
 PARAMETRIZATIONS = ("mup", "sp")
@@ -60,12 +61,12 @@ def cell_config(settings: SweepSettings, base: ExperimentConfig, cell: Cell) -> 
     else:
         cfg = depth_config(base, cell.size)
     lr = 2.0 ** cell.log2_lr
+    min_lr = recipe_settings({"lr": lr}, cfg).get("optimizer.min_lr", 0.0)
     mup = (dataclasses.replace(cfg.mup, enabled=True) if cell.parametrization == "mup"
            else dataclasses.replace(cfg.mup, enabled=False, init_std=settings.sp_init_std))
     return dataclasses.replace(
         cfg, name=cell.name, mup=mup,
-        optimizer=dataclasses.replace(cfg.optimizer, lr=lr, min_lr=cfg.optimizer.min_lr * lr
-                                      / cfg.optimizer.lr if cfg.optimizer.lr else 0.0),
+        optimizer=dataclasses.replace(cfg.optimizer, lr=lr, min_lr=min_lr),
         train=dataclasses.replace(cfg.train, seed=cell.seed),
         checkpoint=dataclasses.replace(cfg.checkpoint, dir=None, load=None),
         logging=dataclasses.replace(cfg.logging, output_dir=str(settings.out / "runs")),
