@@ -33,7 +33,7 @@ from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.preprocess_input import CHUNK_BYTES, read_chunks
 from xm2_megatron.data.preprocess_output import Outputs, indexed_dataset, refuse_existing
 from xm2_megatron.data.preprocess_report import PreprocessSummary, Progress
-from xm2_megatron.data.preprocess_workers import in_order, worker_pool
+from xm2_megatron.data.preprocess_workers import worker_pool
 from xm2_megatron.data.tokenizer import Tokenizer
 
 METADATA_FORMAT = "xm2-megatron indexed dataset 1"
@@ -112,13 +112,13 @@ def preprocess(
     full = disk_full_reported(os.path.dirname(os.path.abspath(output_prefix)),
                               f"the datasets of {output_prefix} were not written (their "
                               "temporary files are removed)")
-    with full, worker_pool(workers, tokenizer_model, json_keys, eod_id) as executor:
+    with full, worker_pool(workers, tokenizer_model, json_keys, eod_id) as pool:
         dtype = indexed_dataset().DType.optimal_dtype(tokenizer.vocab_size)
         outputs = Outputs(output_prefix, json_keys, dtype, overwrite)
         start = time.perf_counter()
         progress = Progress(offsets[-1], log_interval)
         try:
-            for result in in_order(executor, read_chunks(inputs, chunk_bytes), 2 * workers + 2):
+            for result in pool.in_order(read_chunks(inputs, chunk_bytes), 2 * workers + 2):
                 summary.add(result, strict)
                 outputs.add(result)
                 progress.update(summary.documents, sum(summary.tokens.values()),

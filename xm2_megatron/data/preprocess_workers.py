@@ -13,10 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -114,31 +111,94 @@ def _tokenize_chunk(chunk: Chunk) -> ChunkResult:
     return ChunkResult(chunk.file_index, chunk.position, list(tokens), list(lengths), bad, blank)
 
 
-def in_order(executor, chunks: Iterable[Chunk], window: int) -> Iterator[ChunkResult]:
-    """Results of ``_tokenize_chunk`` in input order, with at most ``window`` chunks in flight
-    (``Pool.imap`` would read the whole input ahead of slow workers)."""
-    pending: deque = deque()
-    for chunk in chunks:
-        pending.append(executor.submit(_tokenize_chunk, chunk))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+class TokenizerPool:
+    """``workers`` forked tokenizer processes; chunk ``i`` goes to worker ``i % workers``
+    through that worker's task queue and comes back on that worker's own result pipe.
+
+    Not ``ProcessPoolExecutor``: its workers share one result pipe, and a worker killed while
+    writing a result leaves a partial message there and the pipe's lock held, so the
+    executor waits forever (about one kill in 25 did). Here only the worker holds the write
+    end of its pipe, so its death reads as end of file: an error, never a hang.
+    """
+
+    def __init__(self, workers: int, model_path: str, keys: Sequence[str], eod_id: int | None):
+        context = multiprocessing.get_context("fork")
+        pipes = [context.Pipe(duplex=False) for _ in range(workers)]
+        self._tasks = [context.Queue() for _ in range(workers)]
+        for queue in self._tasks:
+            queue.cancel_join_thread()  # a dead worker's unread tasks must not block exit
+        self._results = [reader for reader, _ in pipes]
+        ends = [end for pipe in pipes for end in pipe]
+        self._processes = [
+            context.Process(target=_serve, daemon=True,
+                            args=(tasks, writer, [end for end in ends if end is not writer],
+                                  model_path, list(keys), eod_id))
+            for tasks, (_, writer) in zip(self._tasks, pipes)]
+        for process in self._processes:
+            process.start()
+        for _, writer in pipes:
+            writer.close()
+
+    def in_order(self, chunks: Iterable[Chunk], window: int) -> Iterator[ChunkResult]:
+        """Results of ``_tokenize_chunk`` in input order, with at most ``window`` chunks in
+        flight (the input is not read ahead of slow workers)."""
+        sent = received = 0
+        for chunk in chunks:
+            self._tasks[sent % len(self._tasks)].put(chunk)
+            sent += 1
+            if sent - received >= window:
+                yield self._receive(received)
+                received += 1
+        while received < sent:
+            yield self._receive(received)
+            received += 1
+
+    def _receive(self, index: int) -> ChunkResult:
+        try:
+            result = self._results[index % len(self._results)].recv()
+        except (EOFError, OSError):
+            raise DataError("a tokenizer worker died (killed, or out of memory?); "
+                            "no dataset was written") from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self, finished: bool) -> None:
+        """Stop the workers: after their last task when ``finished``, else at once."""
+        for queue, process in zip(self._tasks, self._processes):
+            if finished:
+                queue.put(None)
+            else:
+                process.kill()  # it may be blocked writing a result no one will read
+        for process in self._processes:
+            process.join()
+        for queue, reader in zip(self._tasks, self._results):
+            queue.close()
+            reader.close()
+
+
+def _serve(tasks, results, foreign, model_path: str, keys: list[str], eod_id: int | None) -> None:
+    """A worker's loop: tokenize each chunk from ``tasks`` and send it back on ``results``."""
+    for connection in foreign:  # other workers' pipe ends: their death must read as EOF
+        connection.close()
+    _init_worker(model_path, keys, eod_id)
+    while (chunk := tasks.get()) is not None:
+        try:
+            result = _tokenize_chunk(chunk)
+        except Exception as error:  # the main process raises it
+            result = error
+        results.send(result)
 
 
 @contextmanager
 def worker_pool(workers: int, model_path: str, keys: Sequence[str],
-                eod_id: int | None) -> Iterator[ProcessPoolExecutor]:
+                eod_id: int | None) -> Iterator[TokenizerPool]:
     """``workers`` tokenizer processes, forked at once: before megatron-core (and torch) is
-    imported, so they stay small and start fast. A worker that dies (killed, out of memory)
-    is an error, not a hang as with ``multiprocessing.Pool``."""
-    executor = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _init_worker,
-                                   (model_path, list(keys), eod_id))
+    imported, so they stay small and start fast."""
+    pool = TokenizerPool(workers, model_path, keys, eod_id)
+    finished = False
     try:
-        executor.submit(int)  # forks the workers now
-        yield executor
-    except BrokenProcessPool:
-        raise DataError("a tokenizer worker died (killed, or out of memory?); "
-                        "no dataset was written") from None
+        yield pool
+        finished = True
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        pool.close(finished)
