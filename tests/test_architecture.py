@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "xm2_megatron"
 MECHANISM = ("errors", "atomic", "config", "runtime", "model", "optim", "data", "checkpoint",
-             "convert", "eval")
+             "convert", "eval", "planning")
 ASSEMBLY = ("training",)
 POLICY = ("windtunnel", "cli", "train", "quickstart", "tools")
 LAYER = {**dict.fromkeys(MECHANISM, 0), **dict.fromkeys(ASSEMBLY, 1), **dict.fromkeys(POLICY, 2)}

@@ -1,0 +1,1 @@
+"""Planning a run before it starts: memory per GPU and time of a parallel layout."""
