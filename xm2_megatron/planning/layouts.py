@@ -25,13 +25,22 @@ class Plan:
     layout: Layout
     stages: list[StageMemory]  # first and last pipeline stage
     micro_batches: int  # per data-parallel rank at the recipe's largest global batch
-    bubble: float  # pipeline idle time over compute time: (PP - 1) / (V x micro-batches)
     step_seconds: float  # at the largest global batch
     train_hours: float  # every step of the recipe, its batch-size schedule included
 
     @property
     def peak_bytes(self) -> float:
         return max(stage.total for stage in self.stages)
+
+    @property
+    def bubble(self) -> float:
+        """At the largest global batch."""
+        return pipeline_bubble(self.layout, self.micro_batches)
+
+
+def pipeline_bubble(layout: Layout, micro_batches: int) -> float:
+    """Pipeline idle time over compute time: (PP - 1) / (V x micro-batches)."""
+    return (layout.pipeline_parallel - 1) / (layout.virtual_pipeline * micro_batches)
 
 
 def batch_sizes(cfg: ExperimentConfig) -> list[int]:
@@ -97,11 +106,10 @@ def plan(cfg: ExperimentConfig, layout: Layout, vocab_rows: int, tokens_per_gpu_
 
     def seconds(size: int) -> float:
         m = size // (layout.micro_batch_size * layout.data_parallel)
-        bubble = (layout.pipeline_parallel - 1) / (layout.virtual_pipeline * m)
         tokens = size * cfg.model.seq_length
-        return tokens / (layout.gpus * tokens_per_gpu_s) * slowdown * (1 + bubble)
+        return (tokens / (layout.gpus * tokens_per_gpu_s) * slowdown
+                * (1 + pipeline_bubble(layout, m)))
 
     hours = sum(sequences / size * seconds(size)
                 for size, sequences in tokens_per_batch_size(cfg).items()) / 3600
-    bubble = (layout.pipeline_parallel - 1) / (layout.virtual_pipeline * micro_batches)
-    return Plan(layout, stages, micro_batches, bubble, seconds(largest), hours)
+    return Plan(layout, stages, micro_batches, seconds(largest), hours)

@@ -11,6 +11,7 @@ backward pass.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from xm2_megatron.config import ModelConfig
@@ -134,7 +135,7 @@ def stage_memory(model: ModelConfig, layout: Layout, micro_batches: int, precisi
     per_chunk = layer_activation_elements(model, layout) * chunk_layers * tokens * element
     rebuilt = 0.0  # under recomputation, one layer's activations exist during its backward
     if layout.recompute:
-        whole = Layout(**{**layout.__dict__, "recompute": False})
+        whole = dataclasses.replace(layout, recompute=False)
         rebuilt = layer_activation_elements(model, whole) * tokens * element
     shard = layout.data_parallel if layout.distributed_optimizer else 1
     output = output_activation_bytes(model, layout, vocab_rows, precision)

@@ -61,11 +61,10 @@ def report(args: argparse.Namespace) -> tuple[str, list[dict]]:
             raise ConfigError(f"--gpu {args.gpu}: unknown peak FLOP/s; give --tokens-per-gpu-s")
         rate = args.mfu * peak / flops
         source = f"{rate:,.0f} tokens/s per GPU ({args.mfu:.0%} MFU of {args.gpu}, {flops / 1e9:.2f} GFLOP/token)"
-    plans, infeasible, too_big = [], {}, 0
+    plans, invalid, too_big = [], 0, 0
     for layout in candidate_layouts(args.gpus, args.gpus_per_node):
-        reason = why_infeasible(cfg, layout, args.gpus_per_node)
-        if reason:
-            infeasible[reason.split(" ")[0]] = infeasible.get(reason.split(" ")[0], 0) + 1
+        if why_infeasible(cfg, layout, args.gpus_per_node):
+            invalid += 1
             continue
         rows = padded_vocab_size(cfg.model.vocab_size, cfg.model.make_vocab_size_divisible_by,
                                  layout.tensor_parallel)
@@ -80,9 +79,10 @@ def report(args: argparse.Namespace) -> tuple[str, list[dict]]:
                               * p.layout.pipeline_parallel, -p.layout.micro_batch_size,
                               p.peak_bytes))
     lines = [f"{cfg.name} on {args.gpus} GPUs of {args.gpu_memory / GIB:.1f} GiB: {len(plans)} layouts "
-             f"fit, {too_big} need more memory, {sum(infeasible.values())} are not valid", source, HEADER]
+             f"fit, {too_big} need more memory, {invalid} are not valid", source, HEADER]
     lines += [_row(p) for p in plans[:args.top]]
-    return "\n".join(lines), [asdict(p) | {"peak_bytes": p.peak_bytes} for p in plans]
+    return "\n".join(lines), [asdict(p) | {"peak_bytes": p.peak_bytes, "bubble": p.bubble}
+                              for p in plans]
 
 
 def main(argv: list[str] | None = None) -> int:
