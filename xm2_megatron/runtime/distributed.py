@@ -151,6 +151,9 @@ def shutdown_runtime() -> None:
     from megatron.core import parallel_state
 
     parallel_state.destroy_model_parallel()
+    for name, value in vars(parallel_state).items():  # 0.16.1 leaves some groups set
+        if isinstance(value, torch.distributed.ProcessGroup):
+            setattr(parallel_state, name, None)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     cpu_compat.undo()

@@ -24,8 +24,12 @@ def run_training(cfg: ExperimentConfig, callbacks: Sequence[Callback] = ()) -> i
                            virtual_pipeline=parallel.virtual_pipeline)
     try:
         own = default_callbacks(cfg)  # installs the stop-signal handlers before the build
-        trainer = Trainer(cfg, runtime, build_training_state(cfg), own)
-        exit_code = trainer.fit(callbacks)
+        state = build_training_state(cfg)
+        try:
+            trainer = Trainer(cfg, runtime, state, own)
+            exit_code = trainer.fit(callbacks)
+        finally:
+            state.release()
     finally:
         shutdown_runtime()
     if exit_code == EXIT_DIVERGED:

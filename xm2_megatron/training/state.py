@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 from megatron.core.distributed.finalize_model_grads import finalize_model_grads
+from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
 from megatron.core.optimizer import (
     OptimizerConfig,
     ParamGroupOverride,
@@ -136,6 +137,21 @@ class TrainingState:
     def __iter__(self):
         """``model, optimizer, scheduler = state``."""
         return iter((self.model, self.optimizer, self.scheduler))
+
+    def release(self) -> None:
+        """Let the model, the optimizer and the process groups they hold be freed once the run
+        drops them (a process that trains again, as wind-tunnel trials do, would otherwise keep
+        every run's state and gloo threads).
+
+        The distributed optimizer's fp32 shards are views of the parameters, so through the
+        autograd graph (which Python's garbage collector cannot see) they hold the gradient
+        accumulators, whose hooks hold DDP; the model's config holds the optimizer's
+        ``scale_loss``, closing the cycle. megatron's rotary embedding caches ``forward`` per
+        instance in a class-level ``lru_cache``.
+        """
+        for chunk in self.model:
+            chunk.config.grad_scale_func = None
+        RotaryEmbedding.forward.cache_clear()
 
 
 def build_training_state(cfg: ExperimentConfig) -> TrainingState:
