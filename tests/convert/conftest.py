@@ -1,42 +1,22 @@
-"""Shared conversion fixtures: a tokenizer trained on the demo corpora, a small model trained a
-few steps by the trainer at TP2 x PP2 and saved, and its Hugging Face export."""
+"""Shared conversion fixtures: a small model trained a few steps by the trainer at TP2 x PP2
+and saved, and its Hugging Face export (the tokenizer: ``tests/conftest.py``)."""
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests import launch
+from tests.conftest import TOKENIZER_VOCAB
 
 REPO = Path(__file__).parents[2]
 RECIPE = REPO / "tests" / "convert" / "tiny.yaml"
-VOCAB = 4000  # the tiny recipe's model.vocab_size: not a multiple of 128
+VOCAB = TOKENIZER_VOCAB  # the tiny recipe's model.vocab_size: not a multiple of 128
 
 
 def run_trainer(args: list[str], nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m xm2_megatron.train ARGS`` alone or under torchrun; fails loudly."""
     return launch.run_trainer(*args, nproc=nproc, timeout=timeout, check=True)
-
-
-@pytest.fixture(scope="session")
-def tokenizer_model(tmp_path_factory) -> Path:
-    """A 4,000-piece Unigram tokenizer trained on a sample of the English, Chinese and code corpora."""
-    from xm2_megatron.data.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("tokenizer")
-    sample = root / "sample.txt"
-    with open(sample, "w", encoding="utf-8") as out:
-        for name in ("english.jsonl", "chinese.jsonl", "code.jsonl"):
-            size = 0
-            with open(REPO / "data" / "demo" / name, encoding="utf-8") as f:
-                for i, line in enumerate(f):
-                    if i % 40 == 0 and size < 60_000:
-                        text = json.loads(line)["text"]
-                        out.write(text + "\n")
-                        size += len(text.encode())
-    train_tokenizer([sample], root / "tok", VOCAB, num_threads=1)
-    return root / "tok.model"
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from xm2_megatron.config.checks import ConfigError, ConfigFileNotFoundError
 from xm2_megatron.config.data_schema import SFT_CATEGORIES, BlendEntry, DataConfig, StageConfig
 from xm2_megatron.config.schema import (
     BatchChange,
+    BenchmarksConfig,
     CheckpointConfig,
     ExperimentConfig,
     LoggingConfig,
@@ -32,6 +33,7 @@ from xm2_megatron.config.schema import (
 
 __all__ = [
     "BatchChange",
+    "BenchmarksConfig",
     "BlendEntry",
     "CheckpointConfig",
     "ConfigError",

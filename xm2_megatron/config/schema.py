@@ -256,6 +256,22 @@ class LoggingConfig:
 
 
 @dataclass
+class BenchmarksConfig:
+    """In-loop benchmarks: lm-eval tasks (``xm2-eval``'s names) on the first ``limit`` items,
+    every ``interval`` steps and after the last, logged like the loss (docs/evaluation.md)."""
+
+    tasks: list[str] = field(default_factory=list)  # e.g. [xm2_arc_easy, xm2_hellaswag]
+    interval: int | None = None  # steps between runs; required when tasks are given
+    limit: int = 200  # items per task
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        _positive("benchmarks", self, "interval", "limit", "batch_size")
+        _check(not self.tasks or self.interval is not None,
+               f"benchmarks.tasks={self.tasks} needs benchmarks.interval (steps between runs)")
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: one recipe after ``extends`` and overrides are resolved."""
 
@@ -269,6 +285,7 @@ class ExperimentConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
 
     def validate(self, world_size: int | None = None) -> ExperimentConfig:
         """Check every section and the cross-section constraints; return self.
@@ -278,7 +295,7 @@ class ExperimentConfig:
         """
         _check(bool(self.name), "name='' must not be empty")
         for section in (self.model, self.mup, self.optimizer, self.schedule, self.train, self.data,
-                        self.parallel, self.checkpoint, self.logging):
+                        self.parallel, self.checkpoint, self.logging, self.benchmarks):
             section.validate()
         m, p, t = self.model, self.parallel, self.train
         tp, pp = p.tensor_parallel, p.pipeline_parallel
@@ -313,6 +330,11 @@ class ExperimentConfig:
         _check(t.precision != "fp8" or m.transformer_impl != "local",
                "train.precision='fp8' requires Transformer Engine: "
                "model.transformer_impl='local' is not allowed with it (use auto or transformer_engine)")
+        _check(not self.benchmarks.tasks or (tp, pp) == (1, 1),
+               f"benchmarks.tasks needs parallel.tensor_parallel=1 and pipeline_parallel=1 (got "
+               f"{tp} and {pp}): export a checkpoint and run xm2-eval on it instead")
+        _check(not self.benchmarks.tasks or self.data.tokenizer_model is not None,
+               "benchmarks.tasks needs data.tokenizer_model (the benchmarks are text)")
         dp = 1
         if world_size is not None:
             _check(isinstance(world_size, int) and world_size > 0,

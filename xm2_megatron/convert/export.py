@@ -57,3 +57,30 @@ def export_checkpoint(load: str | Path, save: str | Path, tokenizer: str | Path 
         GenerationConfig(bos_token_id=hf_config.bos_token_id, eos_token_id=hf_config.eos_token_id,
                          pad_token_id=hf_config.eos_token_id).save_pretrained(folder)
     return step
+
+
+def granite_model(state: dict[str, torch.Tensor], cfg) -> torch.nn.Module:
+    """The ``GraniteForCausalLM`` (fp32, in memory) of a megatron ``GPTModel`` state dict at
+    TP1/PP1: what ``export_checkpoint`` would write, without the files."""
+    from transformers import GraniteForCausalLM
+
+    tensors = {name: t.float() for name, t in megatron_to_hf(state, cfg.model).items()}
+    model = GraniteForCausalLM(granite_config(cfg.model, cfg.mup))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [name for name in missing if name != "lm_head.weight" or not cfg.model.tie_embeddings]
+    if missing or unexpected:
+        raise ConversionError(f"the converted weights do not fit Granite: missing {missing}, "
+                              f"unexpected {unexpected}")
+    model.tie_weights()
+    return model.eval()
+
+
+def hf_tokenizer(tokenizer_model: str | Path, vocab_size: int, max_length: int):
+    """The Hugging Face tokenizer ``export_checkpoint`` writes, loaded from a temporary folder."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_tokenizer(tokenizer_model, Path(folder), vocab_size, max_length)
+        return AutoTokenizer.from_pretrained(folder)

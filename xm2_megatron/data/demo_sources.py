@@ -136,6 +136,11 @@ def stdlib_records(stdlib: Path, max_file_bytes: int = MAX_CODE_FILE_BYTES,
         yield {"text": text, "source": "cpython-stdlib/" + "/".join(parts)}
 
 
+def ptb_splits(treebank: Path) -> dict[str, str]:
+    """The PTB splits (``train``, ``valid``, ``test``) exactly as the package holds them."""
+    return dict(runpy.run_path(str(treebank / "__init__.py"))["penn"])
+
+
 def ptb_test_text(treebank: Path) -> str:
     """The PTB test split exactly as the package holds it (``penn['test']``)."""
-    return runpy.run_path(str(treebank / "__init__.py"))["penn"]["test"]
+    return ptb_splits(treebank)["test"]

@@ -1,1 +1,2 @@
-"""Evaluation: loss and perplexity on held-out text."""
+"""Evaluation: loss on held-out text and per token position (the post-training scaling law),
+the paper's benchmarks offline through lm-evaluation-harness, and MMLU calibration."""

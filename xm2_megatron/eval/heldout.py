@@ -64,5 +64,19 @@ def hf_loss(model: torch.nn.Module, windows: torch.Tensor, batch_size: int = 8) 
     return total / count
 
 
+@torch.no_grad()
+def hf_position_losses(model: torch.nn.Module, windows: torch.Tensor,
+                       batch_size: int = 8) -> torch.Tensor:
+    """Mean loss at each position of the windows (``[seq_length]``, float64): entry ``t - 1``
+    is the loss of predicting a token after ``t`` tokens of context."""
+    model.eval()
+    total = torch.zeros(windows.shape[1] - 1, dtype=torch.float64)
+    for inputs, labels in _batches(windows, batch_size):
+        logits = model(input_ids=inputs, use_cache=False).logits
+        losses = F.cross_entropy(logits.transpose(1, 2).float(), labels, reduction="none")
+        total += losses.double().sum(0)
+    return total / len(windows)
+
+
 def perplexity(loss: float) -> float:
     return math.exp(loss)

@@ -40,6 +40,9 @@ class Callback:
     def on_validation(self, trainer: Trainer, step: int, loss: float) -> None:
         """After a validation pass, with the held-out loss."""
 
+    def on_benchmarks(self, trainer: Trainer, step: int, scores: dict[str, float]) -> None:
+        """On the logging rank, after the in-loop benchmarks ran: task -> score."""
+
     def on_checkpoint_saved(self, trainer: Trainer, step: int, path: Path) -> None:
         """After a checkpoint of ``step`` was written (or handed to the async writer)."""
 

@@ -285,6 +285,16 @@ class Monitor:
         print(line, flush=True)
         return line
 
+    def log_benchmarks(self, step: int, scores: dict[str, float]) -> str:
+        """Record the in-loop benchmark scores after step ``step`` (``bench/<task>``)."""
+        row = {f"bench/{task}": score for task, score in scores.items()}
+        self._write({"step": step, **row})
+        self._wandb_log(row, step)
+        line = f"benchmarks at step {step} | " + " | ".join(
+            f"{task} {score:.4f}" for task, score in scores.items())
+        print(line, flush=True)
+        return line
+
     def finish(self, exit_code: int = 0) -> dict[str, Path]:
         """Close ``metrics.jsonl``, draw the PNGs of the whole run (a failure only warns) and
         finish the W&B run; returns the PNG paths by name."""

@@ -54,6 +54,10 @@ class Monitoring(Callback):
         if self.monitor is not None:
             self.monitor.log_validation(step, loss)
 
+    def on_benchmarks(self, trainer, step: int, scores: dict[str, float]) -> None:
+        if self.monitor is not None:
+            self.monitor.log_benchmarks(step, scores)
+
     def on_fit_end(self, trainer, exit_code: int) -> None:
         if self.monitor is not None:
             self.monitor.finish(exit_code)
