@@ -126,5 +126,5 @@ def test_dump_load_round_trip(tmp_path, name):
 def test_config_to_dict_is_plain():
     d = config_to_dict(load_config(ROOT / "recipes" / "xmodel2_1p2b.yaml"))
     assert list(d) == ["name", "model", "mup", "optimizer", "schedule", "train", "data", "parallel",
-                       "checkpoint", "logging"]
+                       "checkpoint", "logging", "benchmarks"]
     assert d["train"]["batch_size_schedule"][0] == {"step": 0, "global_batch_size": 480}

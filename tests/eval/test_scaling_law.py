@@ -32,5 +32,6 @@ def test_position_losses_average_to_the_heldout_loss(eval_export, tmp_path):
     windows = heldout_windows(text, Tokenizer(eval_export / "tokenizer.model"), 128, 6)
     per_position = hf_position_losses(model, windows, batch_size=4)
     assert per_position.shape == (128,)
-    assert math.isclose(float(per_position.mean()), hf_loss(model, windows, 4), rel_tol=1e-9)
+    mean, whole = float(per_position.mean()), hf_loss(model, windows, 4)
+    assert math.isclose(mean, whole, rel_tol=1e-6), (mean, whole)  # float32 logits, two layouts
     assert float(per_position[0]) != float(per_position[-1])

@@ -26,6 +26,7 @@ class HarnessSettings:
     device: str = "cpu"
     log_samples: bool = False  # keep every item's log-likelihoods (calibration needs them)
     num_fewshot: int | None = None  # None: each task's own (the paper's)
+    max_length: int | None = None  # tokens of context; None: the model's (max_position_embeddings)
 
 
 def check_tasks(tasks: Sequence[str]) -> None:
@@ -52,17 +53,23 @@ def run_harness(model, settings: HarnessSettings, work: Path,
     manager = TaskManager(include_path=str(write_task_folder(work / "tasks", variables)),
                           include_defaults=False)
     if isinstance(model, tuple):
-        lm = HFLM(pretrained=model[0], tokenizer=model[1], batch_size=settings.batch_size)
+        lm = HFLM(pretrained=model[0], tokenizer=model[1], batch_size=settings.batch_size,
+                  max_length=settings.max_length)
     else:
         lm = HFLM(pretrained=str(model), dtype=settings.dtype, device=settings.device,
-                  batch_size=settings.batch_size)
+                  batch_size=settings.batch_size, max_length=settings.max_length)
     merged: dict = {}
     seconds: dict[str, float] = {}
     for task in settings.tasks:
         start = time.perf_counter()
-        out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager,
-                                      limit=settings.limit, num_fewshot=settings.num_fewshot,
-                                      log_samples=settings.log_samples, bootstrap_iters=1000)
+        try:
+            out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager,
+                                          limit=settings.limit, num_fewshot=settings.num_fewshot,
+                                          log_samples=settings.log_samples, bootstrap_iters=1000)
+        except AssertionError as err:  # lm-eval asserts that every choice fits the context
+            raise UserError(f"lm-eval stopped on {task} ({err or 'an assertion'}); the known cause "
+                            f"is a choice longer than the model's {lm.max_length}-token context: "
+                            "give a longer --max-length") from err
         seconds[task] = time.perf_counter() - start
         for key, value in out.items():
             if isinstance(value, dict):

@@ -72,7 +72,7 @@ def evaluate(args: argparse.Namespace) -> str:
     if args.calibration and "xm2_mmlu" not in args.tasks:
         raise UserError("--calibration is measured on MMLU: add xm2_mmlu to --tasks")
     settings = HarnessSettings(tasks=args.tasks, limit=args.limit, batch_size=args.batch_size,
-                               dtype=args.dtype, device=args.device,
+                               dtype=args.dtype, device=args.device, max_length=args.max_length,
                                log_samples=args.log_samples or args.calibration)
     folder = model_folder(args.model, out / "export")
     name = args.name or args.model.name
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="tokens of context (default: the model's); longer contexts lose "
+                             "their start, and every choice must fit")
     parser.add_argument("--log-samples", action="store_true",
                         help="keep every item's log-likelihoods (DIR/samples.jsonl)")
     parser.add_argument("--calibration", action="store_true",
