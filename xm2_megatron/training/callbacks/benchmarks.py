@@ -1,8 +1,9 @@
 """In-loop benchmarks: every ``benchmarks.interval`` steps (and after the last) the logging rank
 turns the live weights into an in-memory Hugging Face model and runs ``benchmarks.tasks``
 through lm-eval on their first ``benchmarks.limit`` items; the scores reach the other callbacks
-through ``on_benchmarks`` (metrics.jsonl, W&B). Every random-number state is put back
-afterwards, so the training losses are those of a run without benchmarks."""
+through ``on_benchmarks`` (metrics.jsonl, W&B). The data, the task folder and lm-eval's tasks
+are prepared once, at the start of the fit. Every random-number state is put back afterwards,
+so the training losses are those of a run without benchmarks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from megatron.core.utils import unwrap_model
 
 from xm2_megatron.convert.export import granite_model, hf_tokenizer
-from xm2_megatron.eval.harness import HarnessSettings, check_tasks, run_harness
+from xm2_megatron.eval.harness import HarnessSettings, check_tasks, evaluate_model, prepare_tasks
 from xm2_megatron.eval.tasks import runnable
 from xm2_megatron.training.callback import Callback, StepEnd
 from xm2_megatron.training.state import parameters_gathered
@@ -48,6 +49,7 @@ class Benchmarks(Callback):
         check_tasks(cfg.benchmarks.tasks)
         self.settings = cfg.benchmarks
         self.tokenizer = None
+        self.prepared = None  # the logging rank's PreparedTasks, from on_fit_start
 
     def on_fit_start(self, trainer) -> None:
         if trainer.runtime.is_main:
@@ -55,6 +57,10 @@ class Benchmarks(Callback):
             self.tokenizer = hf_tokenizer(trainer.cfg.data.tokenizer_model, model.vocab_size,
                                           model.seq_length)
             logging.getLogger("lm_eval").setLevel(logging.ERROR)
+            if self.prepared is None:
+                work = Path(trainer.cfg.logging.output_dir) / trainer.cfg.name / "benchmarks"
+                with _RandomState():
+                    self.prepared = prepare_tasks(self.settings.tasks, work)
 
     def on_step_end(self, trainer, end: StepEnd) -> None:
         if end.step % self.settings.interval and end.step != trainer.cfg.train.steps:
@@ -75,7 +81,6 @@ class Benchmarks(Callback):
         model = granite_model(state, cfg).to(trainer.runtime.device)
         settings = HarnessSettings(tasks=self.settings.tasks, limit=self.settings.limit,
                                    batch_size=self.settings.batch_size)
-        work = Path(cfg.logging.output_dir) / cfg.name / "benchmarks"
-        results = run_harness((model, self.tokenizer), settings, work)["results"]
+        results = evaluate_model((model, self.tokenizer), settings, self.prepared)["results"]
         metrics = runnable()
         return {task: float(results[task][metrics[task].metric]) for task in self.settings.tasks}
