@@ -21,7 +21,14 @@ from xm2_megatron.training.monitor import (
     wandb_key_available,
 )
 from tests.wandb_offline import isolate_wandb, offline_runs
-from xm2_megatron.training.plots import STAGE_BOUNDARY_GID, plot_loss, save_plots, stage_boundaries
+from xm2_megatron.training.plots import (
+    BATCH_CHANGE_GID,
+    STAGE_BOUNDARY_GID,
+    batch_changes,
+    plot_loss,
+    save_plots,
+    stage_boundaries,
+)
 
 CPU = torch.device("cpu")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -188,12 +195,16 @@ def test_wandb_mode_resolution(tmp_path, monkeypatch):
 
 def test_loss_plot_marks_each_stage_boundary(tmp_path):
     stages = ["stable"] * 3 + ["decay"] * 2 + ["sft"] * 2
-    records = [{"step": s, "stage": st, "loss": 5.0 / s, "lr": 0.01, "tokens_per_s": 100.0}
-               for s, st in enumerate(stages, start=1)] + [{"step": 4, "val_loss": 1.5}]
+    batches = [8, 8, 16, 16, 16, 32, 32]
+    records = [{"step": s, "stage": st, "loss": 5.0 / s, "lr": 0.01, "tokens_per_s": 100.0,
+                "global_batch": b}
+               for s, (st, b) in enumerate(zip(stages, batches), start=1)]
+    records.append({"step": 4, "val_loss": 1.5})
     assert stage_boundaries(records) == [(3, "decay"), (5, "sft")]
+    assert batch_changes(records) == [(2, "batch 8 -> 16"), (5, "batch 16 -> 32")]
     ax = plot_loss(records).axes[0]
-    boundaries = [line for line in ax.lines if line.get_gid() == STAGE_BOUNDARY_GID]
-    assert [line.get_xdata()[0] for line in boundaries] == [3, 5]
+    for gid, steps in ((STAGE_BOUNDARY_GID, [3, 5]), (BATCH_CHANGE_GID, [2, 5])):
+        assert [line.get_xdata()[0] for line in ax.lines if line.get_gid() == gid] == steps
     pngs = save_plots(records, tmp_path)
     assert {p.name for p in pngs.values()} == {"loss.png", "lr.png", "throughput.png"}
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in pngs.values())

@@ -1,6 +1,6 @@
 """The quickstart pipeline, shortened (20 steps, ~300 documents per corpus): every artefact
-exists and loads, training lowers the held-out loss, the decay drew its SFT share, and the
-export's held-out loss equals the trainer's."""
+exists and loads, training lowers the held-out loss of every source, the decay drew its SFT
+share, the export's held-out loss equals the trainer's, and the benchmarks scored it."""
 
 import json
 
@@ -23,7 +23,8 @@ def tokenizer_sha256(summary):
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart")
-    assert main(["--out", str(out), "--steps", "20", "--max-docs", "300"]) == 0
+    assert main(["--out", str(out), "--steps", "20", "--max-docs", "300",
+                 "--benchmark-limit", "20"]) == 0
     return out, json.loads((out / "summary.json").read_text())
 
 
@@ -36,10 +37,10 @@ def test_artefacts_exist_and_load(quickstart):
         assert metadata["tokens"] == tokens > 0
         assert metadata["tokenizer"]["sha256"] == tokenizer_sha256(summary)
     checkpoints = sorted(p.name for p in (out / "checkpoints").glob("iter_*"))
-    assert checkpoints == ["iter_0000016", "iter_0000020"]  # the decay start and the end
+    assert checkpoints == [f"iter_{s:07d}" for s in (4, 8, 12, 16, 20)]  # every validation
     weights = load_file(out / "hf" / "model.safetensors")
     assert weights["model.embed_tokens.weight"].shape == (8000, 80)
-    for path in summary["training"]["plots"].values():
+    for path in [*summary["training"]["plots"].values(), summary["heldout"]["plot"]]:
         with open(path, "rb") as f:
             assert f.read(8) == PNG_MAGIC
     assert summary["export"]["sample"].startswith(summary["export"]["prompt"])
@@ -47,10 +48,16 @@ def test_artefacts_exist_and_load(quickstart):
 
 def test_training_lowers_heldout_loss(quickstart):
     _, summary = quickstart
-    loss = summary["heldout"]["loss"]
-    assert loss["untrained"] > 12.0  # ln(8000) = 9.0: µP's init is far from uniform
-    assert loss["after_decay"] < loss["untrained"] - 4.0
-    assert loss["after_decay"] < loss["before_decay"]  # the decay stage lowers held-out loss
+    heldout = summary["heldout"]
+    before, after = heldout["before_decay"], heldout["after_decay"]
+    assert heldout["untrained_ptb"] > 12.0  # ln(8000) = 9.0: µP's init is far from uniform
+    assert after["ptb"] < heldout["untrained_ptb"] - 4.0
+    assert after["ptb"] < before["ptb"]  # this early the decay lowers PTB loss too
+    assert set(after) == {"english", "chinese", "code", "sft_mathematics", "sft_code", "ptb"}
+    for name in ("sft_mathematics", "sft_code"):  # first seen in the decay stage
+        assert after[name] < before[name] - 0.2
+    assert list(heldout["by_step"]) == ["0", "4", "8", "12", "16", "20"]
+    assert heldout["by_step"]["16"] == before and heldout["by_step"]["20"] == after
 
 
 def test_decay_stage_drew_its_sft_share(quickstart):
@@ -61,7 +68,18 @@ def test_decay_stage_drew_its_sft_share(quickstart):
 
 def test_export_heldout_loss_equals_the_trainers(quickstart):
     _, summary = quickstart
-    loss = summary["heldout"]["loss"]
-    assert loss["export"] == pytest.approx(loss["after_decay"], abs=1e-4)
-    assert summary["heldout"]["tokens"] > 30_000
-    assert torch.isfinite(torch.tensor(list(loss.values()))).all()
+    heldout = summary["heldout"]
+    assert heldout["export_ptb"] == pytest.approx(heldout["after_decay"]["ptb"], abs=1e-4)
+    assert heldout["tokens"]["ptb"] == 64 * 256
+    assert min(heldout["tokens"].values()) >= 256
+    values = [v for losses in heldout["by_step"].values() for v in losses.values()]
+    assert torch.isfinite(torch.tensor(values)).all()
+
+
+def test_end_benchmarks_scored_the_export(quickstart):
+    out, summary = quickstart
+    bench = summary["benchmarks"]
+    assert bench["limit"] == 20
+    assert set(bench["accuracy"]) == {"ARC-e", "HellaSwag", "PIQA", "Winogrande"}
+    assert all(value in {5.0 * k for k in range(21)} for value in bench["accuracy"].values())
+    assert (out / "eval" / "tasks" / "arc_easy.yaml").is_file()  # lm_eval --include_path

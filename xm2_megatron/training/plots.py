@@ -1,5 +1,5 @@
 """PNG curves of a run from its ``metrics.jsonl`` records: loss (validation points, stage
-boundaries as vertical lines), learning rate and throughput.
+boundaries and batch-size changes as vertical lines), learning rate and throughput.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``, Agg canvas), so
 no pyplot state or GUI backend is involved.
@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 STAGE_BOUNDARY_GID = "stage-boundary"
+BATCH_CHANGE_GID = "batch-change"
 
 
 def _train(records: list[dict]) -> list[dict]:
@@ -28,6 +29,20 @@ def stage_boundaries(records: list[dict]) -> list[tuple[int, str]]:
             if cur["stage"] != prev["stage"]]
 
 
+def batch_changes(records: list[dict]) -> list[tuple[int, str]]:
+    """``(step, "batch A -> B")`` for each change of the global batch between consecutive
+    training records, at the last step logged with the old batch."""
+    train = [r for r in _train(records) if "global_batch" in r]
+    return [(prev["step"], f"batch {prev['global_batch']} -> {cur['global_batch']}")
+            for prev, cur in pairwise(train) if cur["global_batch"] != prev["global_batch"]]
+
+
+def _mark(ax: Axes, step: int, label: str, gid: str, style: str) -> None:
+    ax.axvline(step, color="gray", ls=style, lw=1, gid=gid)
+    ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                textcoords="offset points", color="gray", fontsize=8)
+
+
 def _figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -37,7 +52,8 @@ def _figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
 
 
 def plot_loss(records: list[dict]) -> Figure:
-    """Training loss per step, validation loss as points, a dashed line at each stage boundary."""
+    """Training loss per step, validation loss as points, a dashed line at each stage boundary
+    and a dotted one at each batch-size change."""
     fig, ax = _figure("loss", "loss")
     train = _train(records)
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="train")
@@ -46,9 +62,9 @@ def plot_loss(records: list[dict]) -> Figure:
         ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", ms=3,
                 label="validation")
     for step, stage in stage_boundaries(records):
-        ax.axvline(step, color="gray", ls="--", lw=1, gid=STAGE_BOUNDARY_GID)
-        ax.annotate(stage, (step, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                    textcoords="offset points", color="gray", fontsize=8)
+        _mark(ax, step, stage, STAGE_BOUNDARY_GID, "--")
+    for step, label in batch_changes(records):
+        _mark(ax, step, label, BATCH_CHANGE_GID, ":")
     ax.legend()
     return fig
 
