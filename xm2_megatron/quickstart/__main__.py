@@ -1,0 +1,7 @@
+"""``python -m xm2_megatron.quickstart``."""
+
+import sys
+
+from xm2_megatron.quickstart.pipeline import main
+
+sys.exit(main())
