@@ -95,7 +95,7 @@ class Pipeline:
         kept = {}
         for name in PRETRAIN_SOURCES:
             source = self._head(DEMO / f"{name}.jsonl")
-            report = dedup_files([source], self.data / f"{name}.jsonl")
+            report = dedup_files([source], self.data / f"{name}.jsonl", method="simhash")
             kept[name] = {"in": report["documents"], "kept": report["kept"]}
             print(f"  dedup {name}: kept {report['kept']:,} of {report['documents']:,}")
         self.summary["dedup"] = kept

@@ -1,4 +1,5 @@
-"""Exact and SimHash deduplication: what is removed, what is kept, buckets, rounds, the CLI."""
+"""Exact and SimHash deduplication (and what both methods share): what is removed, what is
+kept, buckets, rounds, the CLI. MinHash specifics: test_dedup_minhash.py."""
 
 import gzip
 import json
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from xm2_megatron.data.dedup import (
+    METHODS,
     block_spans,
     bucket_of,
     dedup_files,
@@ -142,9 +144,11 @@ def test_normalisation_and_chinese_shingles():
     assert shingles("", 2) == set() and simhash("...") == 0
 
 
-def test_exact_and_near_duplicates_removed_distinct_kept(tmp_path):
+@pytest.mark.parametrize("method", METHODS)
+def test_exact_and_near_duplicates_removed_distinct_kept(tmp_path, method):
     texts = DISTINCT + [ONE_WORD, TWO_WORDS, SHOUTED, TEA_EDITED, RESPACED, PYTHON_LISTS]
-    report = dedup_files([write_jsonl(tmp_path / "in.jsonl", texts)], tmp_path / "out.jsonl")
+    report = dedup_files([write_jsonl(tmp_path / "in.jsonl", texts)], tmp_path / "out.jsonl",
+                         method=method)
     assert read_texts(tmp_path / "out.jsonl") == DISTINCT
     assert report["documents"] == 12 and report["kept"] == 6
     assert report["exact_duplicates"] == 2  # RESPACED, the repeated PYTHON_LISTS
@@ -159,8 +163,8 @@ def test_threshold_trades_recall_for_precision(tmp_path):
     assert min(hamming(simhash(a), simhash(b)) for i, a in enumerate(DISTINCT)
                for b in DISTINCT[i + 1:]) > 16
     path = write_jsonl(tmp_path / "in.jsonl", DISTINCT + [FOUR_WORDS])
-    assert dedup_files([path], tmp_path / "k3.jsonl")["kept"] == 7
-    loose = dedup_files([path], tmp_path / "k7.jsonl", hamming_threshold=7)
+    assert dedup_files([path], tmp_path / "k3.jsonl", method="simhash")["kept"] == 7
+    loose = dedup_files([path], tmp_path / "k7.jsonl", method="simhash", hamming_threshold=7)
     assert loose["kept"] == 6 and read_texts(tmp_path / "k7.jsonl") == DISTINCT
 
 
@@ -173,14 +177,15 @@ def test_buckets_split_near_duplicates_until_a_later_round(tmp_path):
     assert bucket_of(a, spans[1], 1, 2) == bucket_of(b, spans[1], 1, 2)
     path = write_jsonl(tmp_path / "in.jsonl", [PHOTOSYNTHESIS, ONE_WORD])
 
-    one_round = dedup_files([path], tmp_path / "r1.jsonl", bucket_size=1, rounds=1)
+    one_round = dedup_files([path], tmp_path / "r1.jsonl", bucket_size=1, rounds=1,
+                            method="simhash")
     assert one_round["kept"] == 2 and one_round["rounds"][0]["buckets"] == 2
 
-    rounds = dedup_files([path], tmp_path / "r4.jsonl", bucket_size=1)
+    rounds = dedup_files([path], tmp_path / "r4.jsonl", bucket_size=1, method="simhash")
     assert [r["near_duplicates"] for r in rounds["rounds"]] == [0, 1, 0]
     assert read_texts(tmp_path / "r4.jsonl") == [PHOTOSYNTHESIS]
 
-    big = dedup_files([path], tmp_path / "big.jsonl", bucket_size=2)
+    big = dedup_files([path], tmp_path / "big.jsonl", bucket_size=2, method="simhash")
     assert [(r["buckets"], r["near_duplicates"]) for r in big["rounds"]] == [(1, 1)]
 
 
@@ -203,9 +208,9 @@ def generated_corpus(n_base=150, seed=0):
 
 def test_rounds_find_what_one_bucket_finds_and_output_is_deterministic(tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", generated_corpus())
-    single = dedup_files([path], tmp_path / "single.jsonl")
-    bucketed = dedup_files([path], tmp_path / "bucketed.jsonl", bucket_size=40)
-    dedup_files([path], tmp_path / "again.jsonl", bucket_size=40)
+    single = dedup_files([path], tmp_path / "single.jsonl", method="simhash")
+    bucketed = dedup_files([path], tmp_path / "bucketed.jsonl", bucket_size=40, method="simhash")
+    dedup_files([path], tmp_path / "again.jsonl", bucket_size=40, method="simhash")
     assert len(single["rounds"]) == 1 and bucketed["rounds"][0]["buckets"] == 6
     assert single["exact_duplicates"] == bucketed["exact_duplicates"] == 22
     assert single["near_duplicates"] == bucketed["near_duplicates"] >= 30
@@ -240,9 +245,11 @@ def run_tool(*args):
 
 def test_cli_prints_counts(tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [ROME, SHOUTED, ROME])
-    result = run_tool("--input", path, "--output", str(tmp_path / "out.jsonl"))
+    result = run_tool("--input", path, "--output", str(tmp_path / "out.jsonl"), "--method",
+                      "simhash")
     assert result.returncode == 0, result.stderr
-    assert "3 documents -> 1 kept; removed 1 exact and 1 near duplicates" in result.stdout
+    assert ("3 documents -> 1 kept; removed 1 exact and 1 near duplicates (SimHash, Hamming "
+            "distance <= 3;") in result.stdout
 
 
 @pytest.mark.parametrize("bad_line, problem", [
