@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import numpy as np
 import xxhash
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from xm2_megatron.data.dedup import exact_hash, normalize, shingles
 from xm2_megatron.data.jsonl import (
@@ -32,15 +31,13 @@ from xm2_megatron.data.jsonl import (
     where,
     write_json,
 )
+from xm2_megatron.data.minhash import DEFAULT_NUM_PERM, MinHashIndex, check_settings
 
 DEFAULT_NGRAM = 13
 DEFAULT_CONTAINMENT = 0.5
 DEFAULT_MIN_WORDS = 8  # GPT-3's shortest n-gram; shorter items: exact matches only
-DEFAULT_JACCARD_THRESHOLD = 0.7
-DEFAULT_NUM_PERM = 128
-MIN_NUM_PERM, MAX_NUM_PERM = 16, 1024
+DEFAULT_JACCARD_THRESHOLD = 0.5  # recall first (docs/sft-and-dedup.md: MinHash measured)
 MINHASH_SHINGLE_SIZE = 2  # word bigrams, as dedup's near duplicates
-LSH_WEIGHTS = (0.1, 0.9)  # datasketch's weights of false positives and negatives: recall first
 DETECTORS = ("exact", "ngram", "minhash")  # a hit names the first that found the item
 REPORT_NAME = "decontamination.json"
 
@@ -96,42 +93,25 @@ class _GramTable:
 
 
 class _NearIndex:
-    """Whole-document near duplicates of items: MinHash LSH (datasketch) over word-bigram sets
-    finds the candidates, with bands weighted for recall (``LSH_WEIGHTS``); each candidate's
-    Jaccard similarity is then computed exactly from the bigrams' xxh3 hashes."""
+    """Whole-document near duplicates of items: ``minhash.MinHashIndex`` over word bigrams;
+    a candidate counts when its estimated Jaccard similarity reaches the threshold."""
 
     def __init__(self, threshold: float, num_perm: int):
-        if not 0 < threshold <= 1:
-            raise DataError(f"--jaccard-threshold={threshold} must be in (0, 1]")
-        if not MIN_NUM_PERM <= num_perm <= MAX_NUM_PERM:
-            raise DataError(f"--num-perm={num_perm} must be in [{MIN_NUM_PERM}, {MAX_NUM_PERM}]")
+        check_settings(threshold, num_perm)
         self.threshold = threshold
-        self.empty = MinHash(num_perm=num_perm, hashfunc=xxhash.xxh32_intdigest)
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
-        self.features: dict[int, np.ndarray] = {}  # key -> sorted distinct bigram hashes
+        self.index = MinHashIndex(threshold, num_perm, MINHASH_SHINGLE_SIZE)
         self.max_size = 0
 
-    def _signature(self, features: set[str]) -> LeanMinHash:
-        m = self.empty.copy()
-        m.update_batch([f.encode("utf-8") for f in features])
-        return LeanMinHash(m)
-
     def add(self, key: int, features: set[str]) -> None:
-        self.lsh.insert(key, self._signature(features))
-        self.features[key] = np.unique(_hashes(features))
+        self.index.add_signature(key, self.index.hasher.of_shingles(features))
         self.max_size = max(self.max_size, len(features))
 
     def find(self, features: set[str]) -> list[int]:
         # Jaccard <= |smaller| / |larger|: a document far larger than every item matches none
-        if not self.features or not features or len(features) * self.threshold > self.max_size:
+        if not len(self.index) or not features or len(features) * self.threshold > self.max_size:
             return []
-        mine, found = np.unique(_hashes(features)), []
-        for key in self.lsh.query(self._signature(features)):
-            other = self.features[key]
-            common = np.intersect1d(mine, other, assume_unique=True).size
-            if common >= self.threshold * (len(mine) + len(other) - common):
-                found.append(key)
-        return sorted(found)
+        signature = self.index.hasher.of_shingles(features)
+        return sorted(key for key, _ in self.index.query(signature, self.threshold))
 
 
 class ContaminationIndex:
@@ -188,7 +168,6 @@ class ContaminationIndex:
         return {"ngram": self.ngram, "containment": self.containment,
                 "min_words": self.min_words, "jaccard_threshold": self.jaccard_threshold,
                 "num_perm": self.num_perm, "minhash_shingle_size": MINHASH_SHINGLE_SIZE,
-                "lsh_weights": list(LSH_WEIGHTS),
                 "normalization": "NFKC+whitespace", "hash": "xxh3"}
 
     def _document_grams(self, normalized: str) -> np.ndarray:

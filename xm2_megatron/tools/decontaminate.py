@@ -3,7 +3,7 @@
 
     xm2-decontaminate --input a.jsonl [b.jsonl.gz ...] --output-dir DIR [--sets NAME ...]
         [--json-key text | --json-key prompt response] [--ngram 13] [--containment 0.5]
-        [--min-words 8] [--jaccard-threshold 0.7 | --no-minhash] [--num-perm 128]
+        [--min-words 8] [--jaccard-threshold 0.5 | --no-minhash] [--num-perm 128]
         [--report-only]                              (also: python tools/decontaminate.py)
 
 Writes DIR/<input name> for each input (its documents that contain no evaluation item, lines
