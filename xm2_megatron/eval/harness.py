@@ -44,23 +44,25 @@ class PreparedTasks:
     folder: Path  # the task YAMLs (``lm_eval --include_path``)
 
 
-def check_tasks(tasks: Sequence[str]) -> None:
+def check_tasks(tasks: Sequence[str], check_code: bool = True) -> None:
+    """Every task is known and, with ``check_code``, the code tasks are allowed to run."""
     known = runnable()
     unknown = [t for t in tasks if t not in known]
     if unknown:
         raise UserError(f"unknown task(s) {', '.join(unknown)}: expected some of "
                         f"{', '.join(known)}")
     unsafe = [t for t in tasks if known[t].unsafe]
-    if unsafe and not code_allowed():
+    if check_code and unsafe and not code_allowed():
         raise UserError(f"{', '.join(unsafe)} run(s) the model's code: set HF_ALLOW_CODE_EVAL=1 "
                         "to allow it (on a machine where that is acceptable)")
 
 
-def prepare_tasks(tasks: Sequence[str], work: Path,
-                  locator: SourceLocator | None = None) -> PreparedTasks:
+def prepare_tasks(tasks: Sequence[str], work: Path, locator: SourceLocator | None = None,
+                  check_code: bool = True) -> PreparedTasks:
     """Convert the data into ``work/data``, write the task YAMLs into ``work/tasks`` and load
-    ``tasks`` (their datasets included) once."""
-    check_tasks(tasks)
+    ``tasks`` (their datasets included) once. ``check_code=False`` loads the code tasks without
+    HF_ALLOW_CODE_EVAL=1 (for their data only: loading runs no code)."""
+    check_tasks(tasks, check_code)
     os.environ.update(OFFLINE)
     from lm_eval.tasks import TaskManager
 
