@@ -83,3 +83,10 @@ def test_end_benchmarks_scored_the_export(quickstart):
     assert set(bench["accuracy"]) == {"ARC-e", "HellaSwag", "PIQA", "Winogrande"}
     assert all(value in {5.0 * k for k in range(21)} for value in bench["accuracy"].values())
     assert (out / "eval" / "tasks" / "arc_easy.yaml").is_file()  # lm_eval --include_path
+
+
+def test_demo_corpora_were_decontaminated(quickstart):
+    _, summary = quickstart
+    found = summary["decontamination"]
+    assert found["sets"] == 15 and found["items"] > 90_000  # every set xm2-eval scores, PTB
+    assert found["kinds"]["sft"] == {"documents": 2471, "removed": 0, "found": {}}

@@ -95,6 +95,7 @@ class Pipeline:
                            check=True)
         self.summary["corpora"] = {p.stem: _count_lines(p) for p in wanted}
         print("  documents: " + ", ".join(f"{k} {v:,}" for k, v in self.summary["corpora"].items()))
+        self.summary["decontamination"] = _decontamination(DEMO / "decontamination.json")
 
     # 2. ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
@@ -236,6 +237,21 @@ class _Timer:
 
     def __exit__(self, *exc):
         self.timings[self.name] = round(time.monotonic() - self.start, 1)
+
+
+def _decontamination(report: Path) -> dict | None:
+    """Documents checked and removed per record kind, items found per evaluation set, from the
+    demo corpora's decontamination report (None when the check has not run)."""
+    if not report.exists():
+        return None
+    kinds = json.loads(report.read_text(encoding="utf-8"))
+    first = next(iter(kinds.values()))
+    return {"report": str(report), "items": sum(s["items"] for s in first["sets"].values()),
+            "sets": len(first["sets"]),
+            "kinds": {kind: {"documents": r["documents"], "removed": r["removed"],
+                             "found": {name: s["found"] for name, s in r["sets"].items()
+                                       if s["found"]}}
+                      for kind, r in kinds.items()}}
 
 
 def _count_lines(path: Path) -> int:

@@ -13,6 +13,7 @@ def print_summary(summary: dict) -> None:
         "  data        dedup (exact, MinHash) kept " + ", ".join(
             f"{name} {d['kept']:,}/{d['in']:,}" for name, d in summary["dedup"].items())
         + "; indexed tokens " + ", ".join(f"{k} {v:,}" for k, v in summary["dataset_tokens"].items()),
+        f"  decontam.   {_decontamination(summary['decontamination'])}",
         f"  tokenizer   {summary['tokenizer']['vocab_size']:,} pieces, "
         f"{summary['tokenizer']['ptb_bytes_per_token']['bytes_per_token']:.2f} bytes/token on PTB test",
         f"  training    {t['steps']} steps, loss {t['first_loss']:.3f} -> {t['last_loss']:.3f}, "
@@ -34,3 +35,15 @@ def print_summary(summary: dict) -> None:
         f"({', '.join(f'{k} {v:.0f}' for k, v in summary['timings_s'].items())})",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _decontamination(found: dict | None) -> str:
+    if found is None:
+        return "not checked (the evaluation data is not installed)"
+    kinds = found["kinds"]
+    return (f"demo corpora against {found['items']:,} items of {found['sets']} evaluation sets: "
+            "removed " + ", ".join(
+                f"{kind} {k['removed']:,}/{k['documents']:,}"
+                + (" (" + ", ".join(f"{s} {n}" for s, n in k["found"].items()) + ")"
+                   if k["found"] else "") for kind, k in kinds.items())
+            + f"; {found['report']}")
