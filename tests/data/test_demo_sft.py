@@ -12,7 +12,6 @@ import pytest
 
 from xm2_megatron.data import demo_algorithms as dalg
 from xm2_megatron.data import demo_math as dm
-from xm2_megatron.data import demo_sources as ds
 from xm2_megatron.data.demo_corpora import JSONL_OUTPUTS
 from xm2_megatron.data.jsonl import DataError, read_jsonl
 from tests.data.real_packages import LOCATOR, installed
