@@ -83,20 +83,15 @@ def plot_heldout(losses: dict[int, dict[str, float]], marks: list[tuple[int, str
                  path: Path) -> Path:
     """Held-out loss of each set against the step (the untrained model left out: its loss is
     off the scale), a dashed line at each mark."""
-    from matplotlib.figure import Figure
+    from xm2_megatron.training.plots import mark_step, step_figure
 
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    ax.set(title="held-out loss per source (validation splits; PTB: never trained)",
-           xlabel="step", ylabel="loss")
-    ax.grid(alpha=0.3)
+    fig, ax = step_figure("held-out loss per source (validation splits; PTB: never trained)",
+                          "loss")
     steps = sorted(s for s in losses if s != UNTRAINED)
     for name in losses[steps[0]]:
         ax.plot(steps, [losses[s][name] for s in steps], "o-", ms=3, label=name)
     for step, label in marks:
-        ax.axvline(step, color="gray", ls="--", lw=1)
-        ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                    textcoords="offset points", color="gray", fontsize=8)
+        mark_step(ax, step, label, "schedule-mark")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
     return path

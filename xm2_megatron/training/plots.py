@@ -37,13 +37,15 @@ def batch_changes(records: list[dict]) -> list[tuple[int, str]]:
             for prev, cur in pairwise(train) if cur["global_batch"] != prev["global_batch"]]
 
 
-def _mark(ax: Axes, step: int, label: str, gid: str, style: str) -> None:
+def mark_step(ax: Axes, step: int, label: str, gid: str, style: str = "--") -> None:
+    """A vertical line at ``step`` with ``label`` at the top of the axes."""
     ax.axvline(step, color="gray", ls=style, lw=1, gid=gid)
     ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
                 textcoords="offset points", color="gray", fontsize=8)
 
 
-def _figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
+def step_figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
+    """An empty figure of one quantity against the step."""
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.set(title=title, xlabel="step", ylabel=ylabel)
@@ -54,7 +56,7 @@ def _figure(title: str, ylabel: str) -> tuple[Figure, Axes]:
 def plot_loss(records: list[dict]) -> Figure:
     """Training loss per step, validation loss as points, a dashed line at each stage boundary
     and a dotted one at each batch-size change."""
-    fig, ax = _figure("loss", "loss")
+    fig, ax = step_figure("loss", "loss")
     train = _train(records)
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="train")
     val = [r for r in records if "val_loss" in r]
@@ -62,16 +64,16 @@ def plot_loss(records: list[dict]) -> Figure:
         ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", ms=3,
                 label="validation")
     for step, stage in stage_boundaries(records):
-        _mark(ax, step, stage, STAGE_BOUNDARY_GID, "--")
+        mark_step(ax, step, stage, STAGE_BOUNDARY_GID, "--")
     for step, label in batch_changes(records):
-        _mark(ax, step, label, BATCH_CHANGE_GID, ":")
+        mark_step(ax, step, label, BATCH_CHANGE_GID, ":")
     ax.legend()
     return fig
 
 
 def plot_series(records: list[dict], key: str, title: str, ylabel: str) -> Figure:
     """One training metric (``key`` of each training record) against the step."""
-    fig, ax = _figure(title, ylabel)
+    fig, ax = step_figure(title, ylabel)
     train = _train(records)
     ax.plot([r["step"] for r in train], [r[key] for r in train], lw=1)
     return fig
