@@ -5,8 +5,10 @@
                                                      (also: python tools/preprocess_data.py)
 
 writes ``data/tokens/web_text_document.{bin,idx,json}`` (an existing dataset there is an error
-unless ``--overwrite``); ``--help`` lists every flag. The work is done by
-``xm2_megatron.data.preprocess``.
+unless ``--overwrite``); ``--help`` lists every flag. ``--shard I/N`` tokenizes the I-th group of
+the inputs into a shard dataset and ``--merge`` joins the shards (``slurm/preprocess.sh`` runs
+both as Slurm jobs). The work is done by ``xm2_megatron.data.preprocess`` and
+``xm2_megatron.data.preprocess_shards``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,16 @@ import sys
 from collections.abc import Sequence
 
 from xm2_megatron.cli import run_cli
+from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.preprocess import preprocess
 from xm2_megatron.data.preprocess_output import leftover_temporaries
+from xm2_megatron.data.preprocess_shards import (
+    merge_shards,
+    parse_shard,
+    shard_inputs,
+    shard_prefix,
+)
+from xm2_megatron.data.tokenizer import file_sha256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,11 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "tokenizer's SHA-256, the inputs and the counts. Files appear only when the "
                     "run succeeds, and existing ones are replaced only with --overwrite. Memory "
                     "stays bounded whatever the input size.")
-    parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
+    parser.add_argument("--input", nargs="+", default=[], metavar="FILE",
                         help="JSON Lines file(s), plain or .gz, one JSON object per line, read in "
                              "order; blank lines are ignored")
+    parser.add_argument("--input-list", metavar="FILE",
+                        help="a text file naming one input file per line (after any --input), "
+                             "for corpora of many files")
     parser.add_argument("--output-prefix", required=True, help="e.g. data/tokens/web")
-    parser.add_argument("--tokenizer-model", required=True, help="SentencePiece .model file")
+    parser.add_argument("--tokenizer-model", help="SentencePiece .model file (required, except "
+                                                  "with --merge, where it is checked if given)")
+    parser.add_argument("--shard", metavar="INDEX/COUNT",
+                        help="tokenize only the INDEX-th of COUNT contiguous groups of the input "
+                             "files (from 0) into OUTPUT_PREFIX-shardINDEX-of-COUNT; "
+                             "--merge then joins the shards")
+    parser.add_argument("--merge", action="store_true",
+                        help="concatenate the shards of OUTPUT_PREFIX (in order) into its "
+                             "datasets, byte-identical to one run over the same inputs; with "
+                             "--input the shards must cover exactly those files")
     parser.add_argument("--json-keys", nargs="+", default=["text"], metavar="KEY",
                         help="JSON keys to tokenize, one dataset each (default: text); a line "
                              "missing any of them is skipped")
@@ -68,9 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers must be at least 1, not {args.workers}")
     if len(set(args.json_keys)) != len(args.json_keys):
         parser.error(f"--json-keys has duplicates: {' '.join(args.json_keys)}")
+    if args.shard and args.merge:
+        parser.error("--shard and --merge are separate steps: tokenize each shard, then merge")
+    inputs = args.input + (run_cli(_read_input_list, args.input_list) if args.input_list else [])
+    if args.merge:
+        return _merge(args, inputs)
+    if not inputs:
+        parser.error("no input: give --input FILE ... or --input-list FILE")
+    if not args.tokenizer_model:
+        parser.error("the following arguments are required: --tokenizer-model")
+    output_prefix = args.output_prefix
+    if args.shard:
+        index, count = run_cli(parse_shard, args.shard)
+        inputs = run_cli(shard_inputs, inputs, index, count)
+        output_prefix = shard_prefix(output_prefix, index, count)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on ^C
     try:
-        summary = run_cli(preprocess, args.input, args.output_prefix, args.tokenizer_model,
+        summary = run_cli(preprocess, inputs, output_prefix, args.tokenizer_model,
                           json_keys=args.json_keys, append_eod=args.append_eod,
                           workers=args.workers, strict=args.strict, log_interval=args.log_interval,
                           overwrite=args.overwrite)
@@ -80,10 +116,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(summary.format())
-    if leftovers := leftover_temporaries(args.output_prefix, args.json_keys):
+    if leftovers := leftover_temporaries(output_prefix, args.json_keys):
         print(f"note: {len(leftovers)} hidden temporary file(s) of interrupted or still running "
               f"runs lie beside the output (e.g. {leftovers[0]}); delete them once no run writes "
-              f"{args.output_prefix}", file=sys.stderr)
+              f"{output_prefix}", file=sys.stderr)
+    return 0
+
+
+def _read_input_list(path: str) -> list[str]:
+    """The file names in ``path``, one per line (blank lines and ``#`` comments ignored)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read --input-list {path}: {e}") from None
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _merge(args: argparse.Namespace, inputs: list[str]) -> int:
+    sha = run_cli(file_sha256, args.tokenizer_model) if args.tokenizer_model else None
+    written = run_cli(merge_shards, args.output_prefix, args.json_keys, inputs=inputs or None,
+                      tokenizer_sha256=sha, overwrite=args.overwrite)
+    for path in written:
+        print(f"wrote {path} ({os.path.getsize(path):,} bytes)")
     return 0
 
 
