@@ -48,3 +48,24 @@ def test_single_process_without_launcher():
 ])
 def test_first_slurm_host(nodelist, first):
     assert first_slurm_host(nodelist) == first
+
+
+def _runtime(hosts):
+    import torch
+
+    from xm2_megatron.runtime import Runtime
+
+    env = detect_launch_env({})
+    return Runtime(env=env, device=torch.device("cpu"), backend="gloo", hosts=tuple(hosts))
+
+
+def test_host_summary_groups_ranks_and_flags_tensor_parallel_across_hosts():
+    assert _runtime(["a", "a"]).host_summary(2) is None  # one host: nothing to say
+    two = _runtime(["n1", "n1", "n2", "n2"])
+    assert two.host_summary(2) == "hosts: n1 (ranks 0-1), n2 (ranks 2-3)"
+    warned = two.host_summary(4).splitlines()
+    assert warned[0] == "hosts: n1 (ranks 0-1), n2 (ranks 2-3)"
+    assert warned[1].startswith("warning: 1 tensor-parallel group(s) span hosts (first: ranks 0-3)")
+    cyclic = _runtime(["n1", "n2", "n1", "n2"])
+    assert cyclic.host_summary(1) == "hosts: n1 (rank 0), n2 (rank 1), n1 (rank 2), n2 (rank 3)"
+    assert "2 tensor-parallel group(s) span hosts (first: ranks 0-1)" in cyclic.host_summary(2)

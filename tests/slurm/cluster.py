@@ -49,6 +49,12 @@ class LocalSlurm:
         self.conf = self.root / "slurm.conf"
         self.munge_socket = self.root / "munge" / "munge.socket"
         self.processes: dict[str, subprocess.Popen] = {}
+        self.nodes = [(self.host, "127.0.0.1")]  # (NodeName, NodeAddr)
+        self.client: list[str] = []  # the command prefix that runs a Slurm client
+
+    def in_node(self, node: str) -> list[str]:
+        """The command prefix that runs a process on ``node`` (here: this host)."""
+        return []
 
     @property
     def env(self) -> dict[str, str]:
@@ -68,9 +74,12 @@ class LocalSlurm:
         key.chmod(0o600)
         (self.root / "plugstack.conf").write_text("")  # none of the machine's SPANK plugins
         user, r = getpass.getuser(), self.root
+        slurmd_files = "/%n" if len(self.nodes) > 1 else ""  # one spool, pid and log per node
+        nodes = "\n".join(f"NodeName={name} NodeAddr={addr} CPUs={self.cpus} State=UNKNOWN"
+                          for name, addr in self.nodes)
         self.conf.write_text(f"""\
 ClusterName=xm2test
-SlurmctldHost={self.host}(127.0.0.1)
+SlurmctldHost={self.nodes[0][0]}({self.nodes[0][1]})
 SlurmUser={user}
 SlurmdUser={user}
 SlurmctldPort={_free_port()}
@@ -79,11 +88,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket},cred_expire={self.cred_expire}
 StateSaveLocation={r}/state
-SlurmdSpoolDir={r}/spool
+SlurmdSpoolDir={r}/spool{slurmd_files}
 SlurmctldPidFile={r}/slurmctld.pid
-SlurmdPidFile={r}/slurmd.pid
+SlurmdPidFile={r}/slurmd{slurmd_files.replace("/", "-")}.pid
 SlurmctldLogFile={r}/log/slurmctld.log
-SlurmdLogFile={r}/log/slurmd.log
+SlurmdLogFile={r}/log/slurmd{slurmd_files.replace("/", "-")}.log
 PlugStackConfig={r}/plugstack.conf
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -99,8 +108,8 @@ ReturnToService=2
 KillWait=10
 MinJobAge=600
 InactiveLimit=0
-NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
-PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+{nodes}
+PartitionName=debug Nodes={",".join(name for name, _ in self.nodes)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 """)
 
     def start(self, timeout: float = 60) -> None:
@@ -113,19 +122,24 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP Over
                                f"--pid-file={r}/munge/munged.pid",
                                f"--log-file={logs}/munged.log", f"--seed-file={r}/munge/seed"])
         self._wait(lambda: self.munge_socket.exists(), timeout, "munged socket")
-        self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
-        self._spawn("slurmd", ["slurmd", "-D", "-N", self.host, "-f", str(self.conf)])
-        self._wait(self._node_idle, timeout, "the node to be idle")
+        head = self.nodes[0][0]
+        self._spawn("slurmctld", [*self.in_node(head), "slurmctld", "-D", "-i", "-f", str(self.conf)])
+        for name, _ in self.nodes:
+            self._spawn(f"slurmd-{name}" if len(self.nodes) > 1 else "slurmd",
+                        [*self.in_node(name), "slurmd", "-D", "-N", name, "-f", str(self.conf)])
+        self._wait(self._nodes_idle, timeout, "idle nodes")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.root / "log" / f"{name}.stdout", "w") as out:  # the child keeps a copy
             self.processes[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                     env=self.env, start_new_session=True)
 
-    def _node_idle(self) -> bool:
-        result = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=self.env,
+    def _nodes_idle(self) -> bool:
+        result = subprocess.run([*self.client, "sinfo", "-h", "-N", "-o", "%T"], env=self.env,
                                 capture_output=True, text=True, check=False)
-        return result.returncode == 0 and result.stdout.strip().startswith("idle")
+        states = result.stdout.split()
+        return (result.returncode == 0 and len(states) == len(self.nodes)
+                and all(state.startswith("idle") for state in states))
 
     def _wait(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -143,9 +157,10 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP Over
     def stop(self) -> None:
         """Cancel what is left, then stop slurmd, slurmctld and munged by their PIDs."""
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
-            subprocess.run(["scancel", "--user", getpass.getuser()], env=self.env,
+            subprocess.run([*self.client, "scancel", "--user", getpass.getuser()], env=self.env,
                            capture_output=True, timeout=30, check=False)
-        for name in ("slurmd", "slurmctld", "munged"):
+        slurmds = [name for name in self.processes if name.startswith("slurmd")]
+        for name in (*slurmds, "slurmctld", "munged"):
             process = self.processes.pop(name, None)
             if process is None or process.poll() is not None:
                 continue

@@ -41,10 +41,35 @@ class Runtime:
     env: LaunchEnv
     device: torch.device
     backend: str
+    hosts: tuple[str, ...] = ()  # every rank's hostname, by rank
+
+    def host_summary(self, tensor_parallel: int = 1) -> str | None:
+        """Which ranks run on which host (and a warning when a tensor-parallel group spans
+        hosts), for a run on more than one host; None on one host."""
+        if len(set(self.hosts)) < 2:
+            return None
+        runs = []  # (host, first rank, last rank) of consecutive ranks on one host
+        for rank, host in enumerate(self.hosts):
+            if runs and runs[-1][0] == host and runs[-1][2] == rank - 1:
+                runs[-1][2] = rank
+            else:
+                runs.append([host, rank, rank])
+        text = "hosts: " + ", ".join(f"{host} ({_ranks(first, last)})" for host, first, last in runs)
+        split = [r for r in range(0, len(self.hosts), tensor_parallel)
+                 if len(set(self.hosts[r:r + tensor_parallel])) > 1]
+        if split:
+            text += (f"\nwarning: {len(split)} tensor-parallel group(s) span hosts (first: ranks "
+                     f"{split[0]}-{split[0] + tensor_parallel - 1}); tensor parallelism belongs "
+                     "inside a node: use a TP that divides the ranks per node")
+        return text
 
     @property
     def is_main(self) -> bool:
         return self.env.rank == 0
+
+
+def _ranks(first: int, last: int) -> str:
+    return f"rank {first}" if first == last else f"ranks {first}-{last}"
 
 
 def first_slurm_host(nodelist: str) -> str:
@@ -135,7 +160,9 @@ def init_runtime(
     )
     torch.manual_seed(seed)
     mcore_tp.model_parallel_cuda_manual_seed(seed)
-    return Runtime(env=env, device=device, backend=backend)
+    hosts: list[str | None] = [None] * env.world_size
+    torch.distributed.all_gather_object(hosts, socket.gethostname())
+    return Runtime(env=env, device=device, backend=backend, hosts=tuple(hosts))
 
 
 def broadcast_from_rank0(value):

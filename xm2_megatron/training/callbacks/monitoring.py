@@ -32,6 +32,8 @@ class Monitoring(Callback):
                   f"{runtime.device} {runtime.backend}"
                   + (f" | resumed at step {trainer.step} from {trainer.loaded_from}"
                      if trainer.loaded_from else ""), flush=True)
+            if hosts := runtime.host_summary(p.tensor_parallel):
+                print(hosts, flush=True)
             run_dir = Path(cfg.logging.output_dir) / cfg.name
             archived = None if own else archive_earlier_run(run_dir)
             if archived is not None:
