@@ -57,7 +57,7 @@ if [[ -z ${XM2_SHARDS:-} ]] && (( SLURM_ARRAY_TASK_MIN != 0 || SLURM_ARRAY_TASK_
     die "array $SLURM_ARRAY_TASK_MIN-$SLURM_ARRAY_TASK_MAX of $count tasks: use --array=0-N-1, " \
         "or set XM2_SHARDS=N to rerun some tasks of N shards"
 fi
-workers=$(( ${SLURM_CPUS_PER_TASK:-2} > 1 ? ${SLURM_CPUS_PER_TASK:-2} - 1 : 1 ))
+workers=${SLURM_CPUS_PER_TASK:-1}   # the reading process needs about 5% of their CPU
 echo "[preprocess.sh $(date '+%F %T')] shard $SLURM_ARRAY_TASK_ID of $count on $(hostname)," \
      "$workers worker(s)"
 # the user's --workers, given later, wins

@@ -31,7 +31,8 @@ import numpy as np
 from xm2_megatron.atomic import disk_full_reported
 from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.preprocess_input import CHUNK_BYTES, read_chunks
-from xm2_megatron.data.preprocess_output import Outputs, indexed_dataset, refuse_existing
+from xm2_megatron.data.indexed_writer import token_dtype
+from xm2_megatron.data.preprocess_output import Outputs, refuse_existing
 from xm2_megatron.data.preprocess_report import PreprocessSummary, Progress
 from xm2_megatron.data.preprocess_workers import worker_pool
 from xm2_megatron.data.tokenizer import Tokenizer
@@ -112,8 +113,8 @@ def preprocess(
     full = disk_full_reported(os.path.dirname(os.path.abspath(output_prefix)),
                               f"the datasets of {output_prefix} were not written (their "
                               "temporary files are removed)")
-    with full, worker_pool(workers, tokenizer_model, json_keys, eod_id) as pool:
-        dtype = indexed_dataset().DType.optimal_dtype(tokenizer.vocab_size)
+    dtype = token_dtype(tokenizer.vocab_size)
+    with full, worker_pool(workers, tokenizer_model, json_keys, eod_id, dtype) as pool:
         outputs = Outputs(output_prefix, json_keys, dtype, overwrite)
         start = time.perf_counter()
         progress = Progress(offsets[-1], log_interval)

@@ -1,6 +1,6 @@
-"""The output side of ``preprocess``: megatron-core ``IndexedDatasetBuilder``s per JSON key,
-written under unique hidden temporary names and committed (renamed) only when the run
-succeeds.
+"""The output side of ``preprocess``: one indexed-dataset writer per JSON key
+(``indexed_writer``, or megatron-core's builder for a merge), writing under unique hidden
+temporary names, committed (renamed) only when the run succeeds.
 
 Temporary files are ``.<prefix>_<key>_document.bin.<random>.tmp`` (and ``.idx``) beside the
 outputs (``atomic.temporary_name``): two runs on one prefix never write the same file, and a
@@ -16,21 +16,12 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import numpy as np
-
 from xm2_megatron import atomic
+from xm2_megatron.data.indexed_writer import IndexedDatasetWriter
 from xm2_megatron.data.jsonl import DataError, write_json
 from xm2_megatron.data.preprocess_workers import ChunkResult
 
 EXTENSIONS = (".bin", ".idx", ".json")  # the files of one dataset
-
-
-def indexed_dataset():
-    """megatron-core's indexed dataset module, imported on first use: it pulls in torch, which
-    the tokenizer workers never need."""
-    from megatron.core.datasets import indexed_dataset
-
-    return indexed_dataset
 
 
 def dataset_prefix(output_prefix: str, key: str) -> str:
@@ -66,16 +57,6 @@ def leftover_temporaries(output_prefix: str, keys: Sequence[str]) -> list[str]:
     return sorted(found)
 
 
-def _add_documents(builder, tokens: np.ndarray, lengths: np.ndarray) -> None:
-    """Append a chunk of documents (one sequence each) with one write: the same files as
-    ``builder.add_document(doc, [len(doc)])`` per document."""
-    if not len(lengths):
-        return
-    first = len(builder.sequence_lengths)
-    builder.document_indices.extend(range(first + 1, first + len(lengths)))
-    builder.add_document(tokens, lengths.tolist())  # appends the last document's end
-
-
 def _remove(path: str) -> None:
     try:
         os.remove(path)
@@ -84,26 +65,26 @@ def _remove(path: str) -> None:
 
 
 class Outputs:
-    """One ``IndexedDatasetBuilder`` per JSON key, writing temporary files until ``commit``.
+    """One writer per JSON key (``writer(bin_path, dtype=...)``: ``IndexedDatasetWriter``, or
+    megatron-core's ``IndexedDatasetBuilder``), writing temporary files until ``commit``.
 
     Without ``overwrite``, ``commit`` checks again that no output exists (another run may
     have finished meanwhile) and raises ``DataError`` rather than replace it.
     """
 
     def __init__(self, output_prefix: str, keys: Sequence[str], dtype: type,
-                 overwrite: bool = False):
+                 overwrite: bool = False, writer=IndexedDatasetWriter):
         self.output_prefix, self.keys, self.overwrite = output_prefix, list(keys), overwrite
         self.prefixes = [dataset_prefix(output_prefix, key) for key in keys]
         self.tmp_bin = [str(atomic.temporary_name(prefix + ".bin")) for prefix in self.prefixes]
         self.tmp_idx = [str(atomic.temporary_name(prefix + ".idx")) for prefix in self.prefixes]
         self.builders = []
         self.directory = os.path.dirname(output_prefix) or "."
-        builder_cls = indexed_dataset().IndexedDatasetBuilder
         try:
             with self._writing():
                 os.makedirs(self.directory, exist_ok=True)
                 for tmp in self.tmp_bin:
-                    self.builders.append(builder_cls(tmp, dtype=dtype))
+                    self.builders.append(writer(tmp, dtype=dtype))
         except BaseException:
             self.discard()
             raise
@@ -124,7 +105,7 @@ class Outputs:
     def add(self, result: ChunkResult) -> None:
         with self._writing():
             for builder, tokens, lengths in zip(self.builders, result.tokens, result.lengths):
-                _add_documents(builder, tokens, lengths)
+                builder.add_documents(tokens, lengths)
 
     def commit(self, metadata: Sequence[dict]) -> list[str]:
         """Finalize, then move each dataset into place: ``.bin``, ``.json``, ``.idx`` last.

@@ -141,8 +141,10 @@ def merge_shards(output_prefix: str, json_keys: Sequence[str] = ("text",), *,
     for key in json_keys:
         if inputs is not None:
             _check_coverage(sidecars[key], inputs, tokenizer_sha256)
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
     dtype = np.dtype(sidecars[json_keys[0]][0]["dtype"]).type
-    outputs = Outputs(output_prefix, json_keys, dtype, overwrite)
+    outputs = Outputs(output_prefix, json_keys, dtype, overwrite, writer=IndexedDatasetBuilder)
     try:
         for builder, key in zip(outputs.builders, json_keys):
             for prefix in shards[key]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
+import orjson
 
 from xm2_megatron.data.jsonl import DataError
 from xm2_megatron.data.preprocess_input import Chunk
@@ -40,8 +42,8 @@ class ChunkResult(NamedTuple):
 _worker: dict = {}
 
 
-def _init_worker(model_path: str, keys: Sequence[str], eod_id: int | None) -> None:
-    _worker.update(tokenizer=Tokenizer(model_path), keys=keys, eod_id=eod_id)
+def _init_worker(model_path: str, keys: Sequence[str], eod_id: int | None, dtype: type) -> None:
+    _worker.update(tokenizer=Tokenizer(model_path), keys=keys, eod_id=eod_id, dtype=dtype)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the CLI's cleanup handler is not ours
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
@@ -54,10 +56,20 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+def _parse(line: bytes):
+    """The line's JSON value. orjson parses about twice as fast; what it rejects (invalid
+    JSON, but also NaN, integers beyond 64 bits, lone surrogates) goes to the stdlib parser,
+    so every line is judged as ``json.loads`` judges it."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def _extract(line: bytes, keys: Sequence[str]) -> list[str]:
     """The texts under ``keys`` in one JSON line; ``_Skip`` says why a line is unusable."""
     try:
-        record = json.loads(line)
+        record = _parse(line)
     except ValueError:  # also invalid UTF-8
         raise _Skip("invalid JSON") from None
     if not isinstance(record, dict):
@@ -85,9 +97,9 @@ def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     if _worker["eod_id"] is not None:
         for doc in ids:
             doc.append(_worker["eod_id"])
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    # int32 holds any vocabulary; the builder casts to the dataset's dtype as it writes.
-    tokens = np.fromiter(itertools.chain.from_iterable(ids), np.int32, int(lengths.sum()))
+    lengths = np.fromiter(map(len, ids), np.int32, len(ids))
+    # already the dataset's dtype: the main process writes the bytes as they come
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), _worker["dtype"], int(lengths.sum()))
     return tokens, lengths
 
 
@@ -96,8 +108,8 @@ def _tokenize_chunk(chunk: Chunk) -> ChunkResult:
     keys = _worker["keys"]
     columns: list[list[str]] = [[] for _ in keys]
     bad, blank = [], 0
-    for lineno, line in enumerate(chunk.lines, chunk.first_line):
-        if line.isspace():
+    for lineno, line in enumerate(chunk.lines(), chunk.first_line):
+        if not line or line.isspace():
             blank += 1
             continue
         try:
@@ -121,7 +133,8 @@ class TokenizerPool:
     end of its pipe, so its death reads as end of file: an error, never a hang.
     """
 
-    def __init__(self, workers: int, model_path: str, keys: Sequence[str], eod_id: int | None):
+    def __init__(self, workers: int, model_path: str, keys: Sequence[str], eod_id: int | None,
+                 dtype: type):
         context = multiprocessing.get_context("fork")
         pipes = [context.Pipe(duplex=False) for _ in range(workers)]
         self._tasks = [context.Queue() for _ in range(workers)]
@@ -132,7 +145,7 @@ class TokenizerPool:
         self._processes = [
             context.Process(target=_serve, daemon=True,
                             args=(tasks, writer, [end for end in ends if end is not writer],
-                                  model_path, list(keys), eod_id))
+                                  model_path, list(keys), eod_id, dtype))
             for tasks, (_, writer) in zip(self._tasks, pipes)]
         for process in self._processes:
             process.start()
@@ -141,21 +154,47 @@ class TokenizerPool:
 
     def in_order(self, chunks: Iterable[Chunk], window: int) -> Iterator[ChunkResult]:
         """Results of ``_tokenize_chunk`` in input order, with at most ``window`` chunks in
-        flight (the input is not read ahead of slow workers)."""
+        flight (the input is not read ahead of slow workers). Every finished result is read
+        at once, in whatever order the workers finish, so that no worker waits to hand one
+        over while the main process waits for another."""
         sent = received = 0
+        ready: dict[int, ChunkResult] = {}
         for chunk in chunks:
             self._tasks[sent % len(self._tasks)].put(chunk)
             sent += 1
+            self._collect(ready, received, sent, block=False)
             if sent - received >= window:
-                yield self._receive(received)
+                yield self._next(ready, received, sent)
                 received += 1
         while received < sent:
-            yield self._receive(received)
+            yield self._next(ready, received, sent)
             received += 1
 
-    def _receive(self, index: int) -> ChunkResult:
+    def _next(self, ready: dict[int, ChunkResult], index: int, sent: int) -> ChunkResult:
+        """Result ``index``, collecting others as they finish while it is awaited."""
+        while index not in ready:
+            self._collect(ready, index, sent, block=True)
+        return ready.pop(index)
+
+    def _collect(self, ready: dict[int, ChunkResult], received: int, sent: int,
+                 block: bool) -> None:
+        """Read every finished result (waiting for one at least when ``block``). Worker ``w``
+        returns chunks ``w``, ``w + workers``, ... in order, so the next result on each pipe
+        is the first of its chunks not read yet."""
+        workers = len(self._results)
+        pending = {}  # pipe -> the index of the result it delivers next
+        for index in range(received, sent):
+            pipe = self._results[index % workers]
+            if index not in ready and pipe not in pending:
+                pending[pipe] = index
+        if not pending:
+            return
+        for pipe in multiprocessing.connection.wait(list(pending), timeout=None if block else 0):
+            ready[pending[pipe]] = self._receive(pipe)
+
+    def _receive(self, connection) -> ChunkResult:
         try:
-            result = self._results[index % len(self._results)].recv()
+            result = connection.recv()
         except (EOFError, OSError):
             raise DataError("a tokenizer worker died (killed, or out of memory?); "
                             "no dataset was written") from None
@@ -177,11 +216,12 @@ class TokenizerPool:
             reader.close()
 
 
-def _serve(tasks, results, foreign, model_path: str, keys: list[str], eod_id: int | None) -> None:
+def _serve(tasks, results, foreign, model_path: str, keys: list[str], eod_id: int | None,
+           dtype: type) -> None:
     """A worker's loop: tokenize each chunk from ``tasks`` and send it back on ``results``."""
     for connection in foreign:  # other workers' pipe ends: their death must read as EOF
         connection.close()
-    _init_worker(model_path, keys, eod_id)
+    _init_worker(model_path, keys, eod_id, dtype)
     while (chunk := tasks.get()) is not None:
         try:
             result = _tokenize_chunk(chunk)
@@ -191,11 +231,10 @@ def _serve(tasks, results, foreign, model_path: str, keys: list[str], eod_id: in
 
 
 @contextmanager
-def worker_pool(workers: int, model_path: str, keys: Sequence[str],
-                eod_id: int | None) -> Iterator[TokenizerPool]:
-    """``workers`` tokenizer processes, forked at once: before megatron-core (and torch) is
-    imported, so they stay small and start fast."""
-    pool = TokenizerPool(workers, model_path, keys, eod_id)
+def worker_pool(workers: int, model_path: str, keys: Sequence[str], eod_id: int | None,
+                dtype: type) -> Iterator[TokenizerPool]:
+    """``workers`` tokenizer processes writing tokens as ``dtype``, forked at once."""
+    pool = TokenizerPool(workers, model_path, keys, eod_id, dtype)
     finished = False
     try:
         yield pool

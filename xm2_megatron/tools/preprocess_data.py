@@ -32,8 +32,11 @@ from xm2_megatron.data.preprocess_shards import (
 from xm2_megatron.data.tokenizer import file_sha256
 
 
+MAX_DEFAULT_WORKERS = 32
+
+
 def build_parser() -> argparse.ArgumentParser:
-    default_workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+    default_workers = min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)))
     parser = argparse.ArgumentParser(
         prog="xm2-preprocess",
         description="Tokenize JSON Lines into megatron-core indexed datasets. For each --json-keys "
@@ -65,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--append-eod", action="store_true",
                         help="end every document with the tokenizer's end-of-text id")
     parser.add_argument("--workers", type=int, default=default_workers, metavar="N",
-                        help="tokenizer processes (default: cores - 1, at most 8, here "
-                             f"{default_workers}). One more process reads and writes. "
+                        help="tokenizer processes (default: the cores this process may use, at "
+                             f"most {MAX_DEFAULT_WORKERS}, here {default_workers}). One more "
+                             "process reads and writes, with about 5%% of the workers' CPU time. "
                              "Tokenization is the bottleneck, so throughput grows with workers "
                              "up to the cores available; the output is byte-identical for any "
                              "value")
