@@ -16,13 +16,15 @@ def cfg():
     return load_config("xmodel2_1p2b")
 
 
-@pytest.mark.parametrize("dp, distributed, bytes_per_param", [
-    (1, False, 18), (8, False, 18), (8, True, 6 + 12 / 8), (32, True, 6 + 12 / 32)])
-def test_static_memory_is_megatrons_bytes_per_parameter(cfg, dp, distributed, bytes_per_param):
-    """bf16 weights, fp32 gradient buffer, fp32 master weights and Adam moments: 18 bytes per
-    parameter, 6 + 12 / DP with the distributed optimizer."""
+@pytest.mark.parametrize("precision, dp, distributed, bytes_per_param", [
+    ("bf16", 1, False, 18), ("bf16", 8, False, 18), ("bf16", 8, True, 6 + 12 / 8),
+    ("bf16", 32, True, 6 + 12 / 32), ("fp32", 1, False, 16), ("fp32", 8, True, 8 + 8 / 8)])
+def test_static_memory_is_megatrons_bytes_per_parameter(cfg, precision, dp, distributed,
+                                                        bytes_per_param):
+    """megatron-core's published bytes per parameter (its distributed-optimizer guide): bf16
+    weights with fp32 gradients 18, 6 + 12 / DP distributed; fp32 16, 8 + 8 / DP."""
     (stage,) = stage_memory(cfg.model, Layout(data_parallel=dp, distributed_optimizer=distributed),
-                            1, "bf16", VOCAB)
+                            1, precision, VOCAB)
     static = stage.parameters + stage.gradients + stage.optimizer
     assert static == pytest.approx(PARAMETERS * bytes_per_param)
 
