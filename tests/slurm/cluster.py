@@ -23,6 +23,17 @@ def missing_commands() -> list[str]:
     return [name for name in COMMANDS if shutil.which(name) is None]
 
 
+def why_no_slurm() -> str | None:
+    """Why the Slurm tests cannot run here (skipped with this reason), or None."""
+    missing = missing_commands()
+    if missing:
+        return (f"Slurm is not installed (no {', '.join(missing)}); scripts/install_slurm.sh "
+                "installs it (root and apt-get)")
+    if os.geteuid() != 0:
+        return "a local slurmd launches jobs as root: run the Slurm tests as root"
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("", 0))
@@ -150,6 +161,9 @@ PartitionName=debug Nodes={",".join(name for name, _ in self.nodes)} Default=YES
                                    f"after {timeout:.0f} s)\n{self.logs()}")
             time.sleep(0.2)
 
+    def describe(self) -> str:
+        return ", ".join(f"{name} {addr}" for name, addr in self.nodes)
+
     def logs(self) -> str:
         return "\n".join(f"--- {path.name}\n{_tail(path)}"
                          for path in sorted((self.root / "log").glob("*")))
@@ -172,17 +186,23 @@ PartitionName=debug Nodes={",".join(name for name, _ in self.nodes)} Default=YES
                 process.wait()
 
 
-if __name__ == "__main__":
-    import sys
-
-    cluster = LocalSlurm(Path(sys.argv[1]).resolve())
+def serve(cluster: LocalSlurm) -> None:
+    """Bring ``cluster`` up and keep it until Ctrl-C or SIGTERM (``python -m`` of this file or
+    of ``two_nodes``)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cluster.start()
-        print(f"up: export SLURM_CONF={cluster.conf}   (Ctrl-C or SIGTERM stops it)", flush=True)
+        print(f"up: {cluster.describe()}\nexport SLURM_CONF={cluster.conf}   (Ctrl-C or SIGTERM "
+              "stops it)", flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
         cluster.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(LocalSlurm(Path(sys.argv[1]).resolve()))

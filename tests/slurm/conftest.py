@@ -3,21 +3,15 @@ PIDs of its daemons at the end. Skipped (with the reason) only where Slurm is no
 (``scripts/install_slurm.sh`` installs it) or cannot run as root; a Slurm that is installed
 but does not come up is an error, with the daemons' logs."""
 
-import os
-
 import pytest
 
-from tests.slurm.cluster import LocalSlurm, missing_commands
+from tests.slurm.cluster import LocalSlurm, why_no_slurm
 
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    missing = missing_commands()
-    if missing:
-        pytest.skip(f"Slurm is not installed (no {', '.join(missing)}); "
-                    "scripts/install_slurm.sh installs it (root and apt-get)")
-    if os.geteuid() != 0:
-        pytest.skip("a local slurmd launches jobs as root: run the Slurm tests as root")
+    if reason := why_no_slurm():
+        pytest.skip(reason)
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     try:
         cluster.start()

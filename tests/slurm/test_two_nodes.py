@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from tests.slurm.cluster import missing_commands
+from tests.slurm.cluster import why_no_slurm
 from tests.slurm.jobs import attempts, losses, output, submit_script, wait_job, wandb_ids
-from tests.slurm.two_nodes import TwoNodeSlurm, namespaces_usable
+from tests.slurm.two_nodes import TwoNodeSlurm, why_no_namespaces
 from tests.wandb_offline import offline_runs
 
 SCRIPT = "slurm/pretrain_1p2b.sh"
@@ -24,11 +24,9 @@ HOSTS = "hosts: xm2node1 (ranks 0-1), xm2node2 (ranks 2-3)"
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
-    missing = missing_commands()
-    if missing:
-        pytest.skip(f"Slurm is not installed (no {', '.join(missing)}); "
-                    "scripts/install_slurm.sh installs it (root and apt-get)")
-    if reason := namespaces_usable():
+    if reason := why_no_slurm():
+        pytest.skip(reason)
+    if reason := why_no_namespaces():
         pytest.skip(f"two nodes on one machine need network namespaces: {reason}")
     cluster = TwoNodeSlurm(tmp_path_factory.mktemp("two-nodes"))
     try:

@@ -19,14 +19,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from tests.slurm.cluster import LocalSlurm
+from tests.slurm.cluster import LocalSlurm, serve
 
 NODE_NAMES = ("xm2node1", "xm2node2")
 # run in the node's namespace with its hostname and hosts file, then exec the command
 ENTER_NODE = 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"'
 
 
-def namespaces_usable() -> str | None:
+def why_no_namespaces() -> str | None:
     """Why two nodes cannot be made here, or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
@@ -109,16 +109,6 @@ class TwoNodeSlurm(LocalSlurm):
 
 
 if __name__ == "__main__":
-    import signal
     import sys
 
-    cluster = TwoNodeSlurm(Path(sys.argv[1]).resolve())
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        cluster.start()
-        print(f"up: {cluster.describe()}\nexport SLURM_CONF={cluster.conf}", flush=True)
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cluster.stop()
+    serve(TwoNodeSlurm(Path(sys.argv[1]).resolve()))
