@@ -4,9 +4,11 @@ Static memory follows megatron-core's mixed-precision layout as this project con
 parameters in the training dtype, gradients accumulated in an fp32 buffer
 (``grad_reduce_in_fp32``) and Adam's fp32 master weights and moments, sharded over data
 parallelism by the distributed optimizer. Activations count the tensors each layer keeps for
-its backward pass under Transformer Engine with fused (flash) attention; the pipeline keeps
-as many micro-batches in flight as megatron's 1F1B schedules start before their first
-backward pass.
+its backward pass: under Transformer Engine with fused (flash) attention (``transformer_impl``
+auto or transformer_engine, what a GPU run uses), or with megatron-core's local layers
+(``local``, the CPU path: its RMSNorm, SwiGLU and either attention, measured tensor by tensor
+in ``tests/test_plan_measured.py``); the pipeline keeps as many micro-batches in flight as
+megatron's 1F1B schedules start before their first backward pass.
 """
 
 from __future__ import annotations
@@ -84,20 +86,40 @@ def stage_parameters(model: ModelConfig, layout: Layout, vocab_rows: int) -> tup
 def layer_activation_elements(model: ModelConfig, layout: Layout) -> float:
     """Elements one layer keeps per token of one micro-batch for its backward pass.
 
-    Attention and MLP inputs follow TE's fused modules: each norm keeps its input and output,
-    flash attention its q, k, v and output (which is also the output projection's input),
-    the MLP its fc1 output (gate and up, SwiGLU's input) and SwiGLU's output. Under sequence
-    parallelism the norm tensors are split over TP ranks like the rest.
+    Transformer Engine: each norm keeps its input and output, flash attention its q, k, v and
+    output (which is also the output projection's input), the MLP its fc1 output (gate and up,
+    SwiGLU's input) and SwiGLU's output. Local layers: each RMSNorm keeps its input, the
+    normalised input, its output and one fp32 rsqrt per token; SwiGLU keeps fc1's output, its
+    two halves, the SiLU output and the product (5 x FFN); megatron's unfused attention keeps
+    q, k and v repeated to every head, the softmax of the scores (heads x sequence) and the
+    context; PyTorch's SDPA keeps q, the rotated k, the whole qkv projection (v is a view of
+    it), the context and one log-sum-exp per head. Under sequence parallelism the norm tensors
+    are split over TP ranks like the rest.
     """
     tp = layout.tensor_parallel
     sp = tp if layout.sequence_parallel else 1
     h, f, hd = model.hidden_size, model.ffn_hidden_size, model.head_dim
+    heads, groups = model.num_attention_heads, model.num_query_groups
     if layout.recompute:
         return h / sp  # the layer input; the rest is recomputed one layer at a time
-    norms = 4 * h / sp
-    attention = (2 * model.num_attention_heads + 2 * model.num_query_groups) * hd / tp
-    mlp = 3 * f / tp
-    return norms + attention + mlp
+    if model.transformer_impl != "local":
+        norms, attention, mlp = 4 * h, (2 * heads + 2 * groups) * hd, 3 * f
+    elif model.local_attention == "megatron":
+        norms, attention, mlp = 2 * (3 * h + 1), 4 * heads * hd + heads * model.seq_length, 5 * f
+    else:
+        norms, attention, mlp = 2 * (3 * h + 1), (3 * heads + 3 * groups) * hd + heads, 5 * f
+    return norms / sp + (attention + mlp) / tp
+
+
+def layer_constant_bytes(model: ModelConfig, layout: Layout, precision: str) -> float:
+    """What a local layer keeps per micro-batch whatever its batch size: the rotary cos and
+    sin of q and k (sequence x head_dim each) and, with unfused attention, the causal mask
+    (sequence^2 booleans). Not counted for Transformer Engine (its fused RoPE keeps none)."""
+    if model.transformer_impl != "local" or layout.recompute:
+        return 0.0
+    s = model.seq_length
+    mask = s * s if model.local_attention == "megatron" else 0
+    return 4 * s * model.head_dim * bytes_per_element(precision) + mask
 
 
 def micro_batches_in_flight(layout: Layout, micro_batches: int, stage: int) -> int:
@@ -117,11 +139,13 @@ def micro_batches_in_flight(layout: Layout, micro_batches: int, stage: int) -> i
 def output_activation_bytes(model: ModelConfig, layout: Layout, vocab_rows: int,
                             precision: str) -> float:
     """The last stage's loss inputs for one micro-batch: the final norm's input and output
-    and the logits, kept in the training dtype and again in fp32 by the cross entropy."""
+    and the logits, kept in the training dtype and, unless that is fp32, again in fp32 by the
+    cross entropy."""
     tokens = layout.micro_batch_size * model.seq_length
     sp = layout.tensor_parallel if layout.sequence_parallel else 1
-    norm = 2 * model.hidden_size / sp * bytes_per_element(precision)
-    logits = vocab_rows / layout.tensor_parallel * (bytes_per_element(precision) + 4)
+    element = bytes_per_element(precision)
+    norm = 2 * model.hidden_size / sp * element
+    logits = vocab_rows / layout.tensor_parallel * (element + (4 if element != 4 else 0))
     return tokens * (norm + logits)
 
 
@@ -132,11 +156,13 @@ def stage_memory(model: ModelConfig, layout: Layout, micro_batches: int, precisi
     element = bytes_per_element(precision)
     tokens = layout.micro_batch_size * model.seq_length
     chunk_layers = model.num_layers / (layout.pipeline_parallel * layout.virtual_pipeline)
-    per_chunk = layer_activation_elements(model, layout) * chunk_layers * tokens * element
+    per_chunk = chunk_layers * (layer_activation_elements(model, layout) * tokens * element
+                                + layer_constant_bytes(model, layout, precision))
     rebuilt = 0.0  # under recomputation, one layer's activations exist during its backward
     if layout.recompute:
         whole = dataclasses.replace(layout, recompute=False)
-        rebuilt = layer_activation_elements(model, whole) * tokens * element
+        rebuilt = (layer_activation_elements(model, whole) * tokens * element
+                   + layer_constant_bytes(model, whole, precision))
     shard = layout.data_parallel if layout.distributed_optimizer else 1
     output = output_activation_bytes(model, layout, vocab_rows, precision)
     last = layout.pipeline_parallel - 1
