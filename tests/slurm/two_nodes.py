@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def why_no_namespaces() -> str | None:
     """Why two nodes cannot be made here, or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
+    if missing := [c for c in ("ip", "nsenter", "unshare") if shutil.which(c) is None]:
+        return (f"no {', '.join(missing)} (iproute2, util-linux): scripts/install_slurm.sh "
+                "installs them")
     name = f"xm2probe{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if made.returncode != 0:
