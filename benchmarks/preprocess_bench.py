@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from xm2_megatron.data.indexed_writer import token_dtype
 from xm2_megatron.data.tokenizer import Tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,8 +150,7 @@ def best_of(repeats: int, *args) -> dict:
 def same_tokens(prefix: Path, model: Path, docs: list[str]) -> bool:
     """The tool's ``.bin`` holds exactly the documents' tokens, each followed by end-of-text."""
     tokenizer = Tokenizer(model)
-    written = np.fromfile(f"{prefix}_text_document.bin", dtype=np.uint16
-                          if tokenizer.vocab_size < 65500 else np.int32)
+    written = np.fromfile(f"{prefix}_text_document.bin", dtype=token_dtype(tokenizer.vocab_size))
     position = 0
     for ids in tokenizer.encode_batch(docs):
         doc = np.asarray([*ids, tokenizer.eos_id], dtype=written.dtype)

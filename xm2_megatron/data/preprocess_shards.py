@@ -138,8 +138,8 @@ def merge_shards(output_prefix: str, json_keys: Sequence[str] = ("text",), *,
         refuse_existing(output_prefix, json_keys)
     shards = {key: find_shards(output_prefix, key) for key in json_keys}
     sidecars = {key: _read_sidecars(prefixes) for key, prefixes in shards.items()}
-    for key in json_keys:
-        if inputs is not None:
+    if inputs is not None:
+        for key in json_keys:
             _check_coverage(sidecars[key], inputs, tokenizer_sha256)
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 

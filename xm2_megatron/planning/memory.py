@@ -122,6 +122,13 @@ def layer_constant_bytes(model: ModelConfig, layout: Layout, precision: str) -> 
     return 4 * s * model.head_dim * bytes_per_element(precision) + mask
 
 
+def layer_activation_bytes(model: ModelConfig, layout: Layout, precision: str) -> float:
+    """Bytes one layer keeps for its backward pass for one micro-batch."""
+    tokens = layout.micro_batch_size * model.seq_length
+    return (layer_activation_elements(model, layout) * tokens * bytes_per_element(precision)
+            + layer_constant_bytes(model, layout, precision))
+
+
 def micro_batches_in_flight(layout: Layout, micro_batches: int, stage: int) -> int:
     """Model-chunk micro-batches a pipeline rank holds activations for at its peak: the
     warm-up forward passes of megatron's (interleaved) 1F1B schedule plus the current one,
@@ -154,15 +161,12 @@ def stage_memory(model: ModelConfig, layout: Layout, micro_batches: int, precisi
     """Memory of the first and of the last pipeline stage (one entry when PP is 1);
     ``micro_batches`` is the number per optimizer step on each data-parallel rank."""
     element = bytes_per_element(precision)
-    tokens = layout.micro_batch_size * model.seq_length
     chunk_layers = model.num_layers / (layout.pipeline_parallel * layout.virtual_pipeline)
-    per_chunk = chunk_layers * (layer_activation_elements(model, layout) * tokens * element
-                                + layer_constant_bytes(model, layout, precision))
+    per_chunk = chunk_layers * layer_activation_bytes(model, layout, precision)
     rebuilt = 0.0  # under recomputation, one layer's activations exist during its backward
     if layout.recompute:
-        whole = dataclasses.replace(layout, recompute=False)
-        rebuilt = (layer_activation_elements(model, whole) * tokens * element
-                   + layer_constant_bytes(model, whole, precision))
+        rebuilt = layer_activation_bytes(model, dataclasses.replace(layout, recompute=False),
+                                         precision)
     shard = layout.data_parallel if layout.distributed_optimizer else 1
     output = output_activation_bytes(model, layout, vocab_rows, precision)
     last = layout.pipeline_parallel - 1

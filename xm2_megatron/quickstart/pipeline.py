@@ -8,8 +8,8 @@
    older than their current version);
 2. exact and MinHash near-duplicate removal in each pretraining source, SFT records rendered
    by the SFT template and split by category, a Unigram tokenizer, indexed datasets;
-3. a small model (d 256, 4 layers) trained through warmup, the stable stage, a batch-size change and a decay
-   stage with 64% SFT data under the paper's half-life decay (the ``quickstart_text`` recipe:
+3. a small model (d 256, 4 layers) trained through warmup, the stable stage, a batch-size
+   change and a decay stage with 64% SFT data under the paper's half-life decay (the ``quickstart_text`` recipe:
    200 steps, step numbers scaled to ``--steps``);
 4. the last checkpoint exported to Hugging Face format, loaded back, and a sample generated;
 5. held-out loss at every checkpoint on the validation split of each training source and on
